@@ -1,0 +1,39 @@
+# Every target builds its own virtualenv, so `make run` and `make test` work on a fresh
+# machine that has only Python 3.11+.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: run test lint typecheck unit soak bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/raftkv demo
+
+test: $(STAMP) lint typecheck
+	$(BIN)/pytest -q --cov=raftkv.raft --cov=raftkv.storage --cov-report=term --cov-fail-under=90
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+soak: $(STAMP)
+	RAFTKV_SOAK=1 $(BIN)/pytest -q -m soak tests/sim
+
+bench: $(STAMP)
+	$(BIN)/python bench/raft_bench.py
+	$(BIN)/python bench/wal_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

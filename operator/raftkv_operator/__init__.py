@@ -1,0 +1,1 @@
+"""The kopf operator that turns a RaftKV resource into a running cluster."""
