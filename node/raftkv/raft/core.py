@@ -291,6 +291,9 @@ class Raft:
     def _is_active(self, pr: Progress) -> bool:
         return self.now - pr.last_active_tick < self.cfg.election_tick
 
+    def _is_reachable(self, pr: Progress) -> bool:
+        return pr.responded and self._is_active(pr)
+
     def _quorum_active(self) -> bool:
         active = 0
         for mid in self._voters():
@@ -506,7 +509,7 @@ class Raft:
             pr = self.prs.get(cc.node_id)
             if pr is not None and pr.is_learner:
                 lag = self.log.committed - pr.match
-                if lag > self.cfg.max_promote_lag or not self._is_active(pr):
+                if lag > self.cfg.max_promote_lag or not self._is_reachable(pr):
                     raise UnsafeConfChange(
                         f"learner {cc.node_id} is not caught up (match {pr.match}, "
                         f"commit {self.log.committed}); promote it once it is"
@@ -519,7 +522,7 @@ class Raft:
         active = sum(
             1
             for mid in voters
-            if mid == self.id or (mid in self.prs and self._is_active(self.prs[mid]))
+            if mid == self.id or (mid in self.prs and self._is_reachable(self.prs[mid]))
         )
         if active < len(voters) // 2 + 1:
             raise UnsafeConfChange(
@@ -713,6 +716,7 @@ class Raft:
             return
         if t == MT.APP_RESP:
             pr.last_active_tick = self.now
+            pr.responded = True
             if m.reject:
                 next_probe = m.reject_hint
                 if m.log_term > 0:
@@ -748,6 +752,7 @@ class Raft:
                 self._send_timeout_now(m.sender)
         elif t == MT.HEARTBEAT_RESP:
             pr.last_active_tick = self.now
+            pr.responded = True
             pr.probe_sent = False
             if pr.match < self.log.last_index() or pr.state == ProgressState.PROBE:
                 self._maybe_send_append(m.sender, send_if_empty=True)

@@ -42,6 +42,7 @@ class Progress:
         "next",
         "pending_snapshot",
         "probe_sent",
+        "responded",
         "state",
     )
 
@@ -56,6 +57,10 @@ class Progress:
         self.inflights = Inflights(max_inflight)
         self.is_learner = learner
         self.last_active_tick = now
+        self.responded = False
+        """Whether the member has answered since this progress was created: a fresh
+        progress counts as active for a grace period, but only an answer proves the
+        member is really there."""
 
     def _reset(self, state: ProgressState) -> None:
         self.probe_sent = False

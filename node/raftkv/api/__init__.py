@@ -1,0 +1,1 @@
+"""HTTP edges of the member: thin adapters over `raftkv.server.node.Node`."""

@@ -1,0 +1,966 @@
+"""HTTP client for the raftkv client API (DESIGN.md), sync (`Client`) and async
+(`AsyncClient`) with the same methods; used by the CLI, the operator and the tests.
+
+Endpoints and retries
+    The client holds a list of member base URLs and sticks to the last one that
+    answered. Reads (GET) move on to the next endpoint on a connection error or a
+    502/503/504. KV writes (PUT/DELETE) carry an `X-Request-Id` header: a fresh random
+    id (32 hex chars) per logical write, reused verbatim on every retry of that write.
+    The server turns it into the command's request id and the state machine applies
+    each id at most once, replaying the original result for repeats; that is what makes
+    it safe to retry a write whose first attempt may have committed (a lost response, a
+    timeout, a 503 "indeterminate"). Membership and leader-transfer requests also send
+    an id, but are only retried when the request certainly did not take effect: the
+    connection failed before the request was sent, or a 503 other than "indeterminate".
+    When every attempt failed, a write whose effect is unknown raises `Indeterminate`;
+    otherwise `Unavailable`. Attempts: `retries + 1` rounds over all endpoints, sleeping
+    `backoff` (doubling, capped by `max_backoff`, or the server's Retry-After if larger
+    and still under the cap) between rounds.
+
+Wire shapes (the contract the server implements; "rev" is a Raft index, an integer)
+    PUT /v1/kv/{key}      body = raw value; headers If-Match: "<rev>" | If-None-Match: *
+                          200 {"revision": rev, "prev_revision": rev|0}
+    GET /v1/kv/{key}      [?consistency=serializable]; 200 raw value bytes,
+                          ETag: "<rev>"; 404 {"error": "not_found"} when absent
+    DELETE /v1/kv/{key}   headers If-Match: "<rev>"; 200 {"revision": rev,
+                          "prev_revision": rev|0, "deleted": bool} (deleting an absent key
+                          succeeds with deleted=false, like etcd)
+    GET /v1/kv?prefix=p&limit=n[&start_after=k][&consistency=serializable]
+                          200 {"items": [{"key": str, "value": base64 str,
+                          "revision": rev}], "more": bool}; keys ascending, strictly after
+                          start_after; "more" says whether keys beyond the page exist
+    GET /v1/members       200 {"members": [member]}, member = {"id": int, "name": str,
+                          "peer_urls": [str], "client_urls": [str], "learner": bool}
+    POST /v1/members      {"peer_urls": [str], "name": str|null, "learner": bool}
+                          200/201 {"member": member}
+    POST /v1/members/{id}/promote   200 {"member": member}
+    DELETE /v1/members/{id}         200 {} (any JSON object)
+    POST /v1/leader/transfer        {"to": int|null (null: leader picks)}
+                                    200 {"leader": int} (the new leader if known)
+    GET /v1/status        200 {"id", "name", "role": "leader"|"follower"|"candidate"|
+                          "pre_candidate", "leader": int (0 = none), "term",
+                          "commit_index", "applied_index", "last_index",
+                          "snapshot_index", "members": [member], "progress":
+                          {"<id>": {"match", "next", "state": "probe"|"replicate"|
+                          "snapshot", "learner", "recent_active"}} (leader only, else {})}
+    GET /healthz, GET /readyz   2xx = healthy / ready
+    errors                {"error": code, "message": str, ...}; 412 adds
+                          "revision": the key's current revision (0 = absent) and may
+                          set ETag; 503 sets Retry-After (seconds) and uses the code
+                          "indeterminate" when a write was proposed but not known to be
+                          applied in time (it may still commit), any other code when it
+                          was certainly not applied (e.g. "no_leader").
+
+Keys are percent-encoded as one path segment (`/` becomes %2F, and "." / ".." are
+fully encoded so no URL normaliser treats them as dot-segments); the server route must
+therefore accept a slash-containing key (Starlette: `/v1/kv/{key:path}`), since ASGI
+servers decode %2F before routing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import builtins
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Literal, Self
+from urllib.parse import quote
+
+import httpx
+
+Consistency = Literal["linearizable", "serializable"]
+
+REQUEST_ID_HEADER = "X-Request-Id"
+
+# -- results ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    revision: int
+    """The Raft index of the write (for a delete of an absent key, the index at which
+    that no-op delete was applied)."""
+    prev_revision: int = 0
+    deleted: bool = False
+    """DELETE only: whether the key existed."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetResult:
+    value: bytes
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: str
+    value: bytes
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    items: list[KeyValue]
+    more: bool
+    """More keys match the prefix after the last item; fetch with `start_after`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    id: int
+    name: str
+    peer_urls: list[str]
+    client_urls: list[str]
+    learner: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    match: int
+    next: int
+    state: str
+    learner: bool
+    recent_active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StatusInfo:
+    id: int
+    name: str
+    role: str
+    leader: int
+    """0 when the member knows no leader."""
+    term: int
+    commit_index: int
+    applied_index: int
+    last_index: int
+    snapshot_index: int
+    members: list[Member]
+    progress: dict[int, Progress] = field(default_factory=dict)
+
+
+# -- errors ----------------------------------------------------------------------------
+
+
+class RaftKVError(Exception):
+    """An error answer from the API (or no usable answer). `status` is the HTTP status,
+    0 when no response was received."""
+
+    def __init__(self, code: str, message: str, status: int = 0) -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+class BadRequest(RaftKVError):
+    pass
+
+
+class Forbidden(RaftKVError):
+    pass
+
+
+class NotFound(RaftKVError):
+    pass
+
+
+class PreconditionFailed(RaftKVError):
+    def __init__(self, code: str, message: str, status: int, current_revision: int) -> None:
+        super().__init__(code, message, status)
+        self.current_revision = current_revision
+        """The key's revision when the condition was evaluated (0 = absent)."""
+
+
+class TooLarge(RaftKVError):
+    pass
+
+
+class Unavailable(RaftKVError):
+    """No member could serve the request, and it certainly did not take effect."""
+
+    def __init__(self, code: str, message: str, status: int, retry_after: float | None) -> None:
+        super().__init__(code, message, status)
+        self.retry_after = retry_after
+
+
+class Indeterminate(RaftKVError):
+    """A write may or may not have been applied (it timed out, or the connection broke
+    after the request was sent). Read the key, or retry with the same request id, to
+    find out. Deliberately not an `Unavailable`: code that retries "unavailable" writes
+    blindly must not treat this one as "did not happen"."""
+
+    def __init__(
+        self, code: str, message: str, status: int, retry_after: float | None = None
+    ) -> None:
+        super().__init__(code, message, status)
+        self.retry_after = retry_after
+
+
+class BadResponse(RaftKVError):
+    """The server answered with something that does not match the contract."""
+
+
+INDETERMINATE_CODE = "indeterminate"
+INDETERMINATE_CODES = frozenset({INDETERMINATE_CODE, "timeout"})
+"""Error codes meaning "proposed, fate unknown"; "timeout" is accepted as an alias so a
+server that names it that way is never misread as "certainly not applied"."""
+KEY_NOT_FOUND_CODES = frozenset({"not_found", "key_not_found"})
+"""404 codes that mean "no such key". Any other 404 (e.g. a framework's default for an
+unknown route, because the endpoint is not a raftkv client port) raises `NotFound`
+rather than quietly reading as an absent key."""
+
+# -- the request plan and retry policy (shared by both clients, no I/O) ------------------
+
+
+class _Retry(Enum):
+    READ = "read"
+    """Safe to repeat anywhere."""
+    DEDUP_WRITE = "dedup_write"
+    """Safe to repeat because the server deduplicates by X-Request-Id."""
+    ONCE = "once"
+    """Repeat only when it certainly did not take effect."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    method: str
+    path: str
+    retry: _Retry
+    params: Mapping[str, str] | None = None
+    headers: Mapping[str, str] | None = None
+    content: bytes | None = None
+    json: Any = None
+
+
+# Failures that happen before the request leaves the client: nothing reached a server.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+_RETRY_STATUS = frozenset({502, 503, 504})
+
+
+class _Attempts:
+    """Decides, attempt by attempt, where to send a call and whether to go on. Pure
+    policy, so the sync and async clients share it and tests can reason about it."""
+
+    def __init__(self, call: _Call, n_endpoints: int, start: int, rounds: int) -> None:
+        self.call = call
+        self._order = [(start + i) % n_endpoints for i in range(n_endpoints)]
+        self._rounds = rounds
+        self._round = 0
+        self._pos = 0
+        self.maybe_applied = False
+        self.last_error: RaftKVError | None = None
+        self.retry_after: float | None = None
+
+    def next_endpoint(self) -> int | None:
+        """The endpoint index for the next attempt, or None when out of attempts."""
+        if self._pos == len(self._order):
+            self._round += 1
+            self._pos = 0
+        if self._round >= self._rounds:
+            return None
+        ep = self._order[self._pos]
+        self._pos += 1
+        return ep
+
+    @property
+    def round_done(self) -> bool:
+        return self._pos == len(self._order) and self._round + 1 < self._rounds
+
+    def transport_failed(self, exc: httpx.TransportError, endpoint: str) -> bool:
+        """Record a failed attempt; True to try again."""
+        sent = not isinstance(exc, _NOT_SENT)
+        err = f"{endpoint}: {type(exc).__name__}: {exc}"
+        if sent and self.call.retry is not _Retry.READ:
+            self.maybe_applied = True
+            self.last_error = Indeterminate(
+                INDETERMINATE_CODE, f"request sent, no answer ({err})", 0
+            )
+            return self.call.retry is _Retry.DEDUP_WRITE
+        self.last_error = Unavailable("unavailable", err, 0, None)
+        return True
+
+    def response_failed(self, resp: httpx.Response, err: RaftKVError) -> bool:
+        """Record an error answer; True to try again elsewhere."""
+        if resp.status_code not in _RETRY_STATUS:
+            return False
+        retry_after = getattr(err, "retry_after", None)
+        if retry_after is not None:
+            self.retry_after = retry_after
+        if isinstance(err, Indeterminate):
+            self.maybe_applied = True
+            self.last_error = err
+            return self.call.retry is _Retry.DEDUP_WRITE
+        self.last_error = err
+        return True
+
+    def final_error(self) -> RaftKVError:
+        err = self.last_error or Unavailable("unavailable", "no endpoint answered", 0, None)
+        if self.maybe_applied and not isinstance(err, Indeterminate):
+            # An earlier attempt may have committed even though the last one surely
+            # did not; the write's fate is unknown, and saying otherwise would lie.
+            return Indeterminate(
+                INDETERMINATE_CODE,
+                f"an earlier attempt may have been applied; last error: {err}",
+                err.status,
+                getattr(err, "retry_after", None),
+            )
+        return err
+
+    def sleep_time(self, backoff: float, max_backoff: float) -> float:
+        delay = min(backoff * (1 << self._round), max_backoff)
+        if self.retry_after is not None:
+            delay = max(delay, min(self.retry_after, max_backoff))
+        return delay
+
+
+def _error_from_response(resp: httpx.Response, call: _Call) -> RaftKVError:
+    status = resp.status_code
+    code = f"http_{status}"
+    message = ""
+    body: dict[str, Any] = {}
+    try:
+        parsed = resp.json()
+        if isinstance(parsed, dict):
+            body = parsed
+            code = str(body.get("error", code))
+            message = str(body.get("message", ""))
+    except ValueError:
+        message = resp.text[:200]
+    retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
+    if status == 400:
+        return BadRequest(code, message, status)
+    if status in (401, 403):
+        return Forbidden(code, message, status)
+    if status == 404:
+        return NotFound(code, message, status)
+    if status == 412:
+        current = body.get("revision")
+        if not _is_int(current):
+            current = _parse_etag(resp.headers.get("ETag"))
+        return PreconditionFailed(code, message, status, current if current is not None else 0)
+    if status == 413:
+        return TooLarge(code, message, status)
+    # A gateway error without a raftkv error body means a proxy gave up on a request it
+    # may have forwarded: for a write, that is an unknown outcome, not a refusal.
+    if call.retry is not _Retry.READ and (
+        code in INDETERMINATE_CODES or (status in (502, 504) and not body)
+    ):
+        return Indeterminate(code, message, status, retry_after)
+    if status in (502, 503, 504):
+        return Unavailable(code, message, status, retry_after)
+    return RaftKVError(code, message, status)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        secs = float(value)
+    except ValueError:
+        return None  # the HTTP-date form; the server sends seconds
+    return secs if secs >= 0 else None
+
+
+def _parse_etag(value: str | None) -> int | None:
+    if value is None:
+        return None
+    v = value.strip()
+    if v.startswith("W/"):
+        v = v[2:]
+    v = v.strip('"')
+    return int(v) if v.isdigit() else None
+
+
+def _is_int(x: object) -> bool:
+    return type(x) is int
+
+
+def _key_path(key: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise ValueError("a key must be a non-empty string")
+    quoted = quote(key, safe="")
+    if quoted in (".", ".."):
+        quoted = quoted.replace(".", "%2E")
+    return "/v1/kv/" + quoted
+
+
+def _etag(revision: int) -> str:
+    if not _is_int(revision) or revision < 0:
+        raise ValueError("a revision is a non-negative integer")
+    return f'"{revision}"'
+
+
+def _new_request_id() -> str:
+    return secrets.token_hex(16)
+
+
+# -- response parsing -----------------------------------------------------------------
+
+
+def _json_object(resp: httpx.Response) -> dict[str, Any]:
+    try:
+        body = resp.json()
+    except ValueError as exc:
+        raise BadResponse("bad_response", f"not JSON: {exc}", resp.status_code) from exc
+    if not isinstance(body, dict):
+        raise BadResponse("bad_response", "expected a JSON object", resp.status_code)
+    return body
+
+
+def _get(obj: Mapping[str, Any], name: str, kind: type[Any], default: Any = ...) -> Any:
+    value = obj.get(name)
+    if value is None:  # absent or JSON null
+        if default is ...:
+            raise BadResponse("bad_response", f"missing field {name!r}", 0)
+        return default
+    if kind is int and not _is_int(value):
+        raise BadResponse("bad_response", f"field {name!r} must be an integer", 0)
+    if kind is not int and not isinstance(value, kind):
+        raise BadResponse("bad_response", f"field {name!r} must be {kind.__name__}", 0)
+    return value
+
+
+def _str_list(obj: Mapping[str, Any], name: str) -> list[str]:
+    value = _get(obj, name, list, [])
+    if not all(isinstance(v, str) for v in value):
+        raise BadResponse("bad_response", f"field {name!r} must be a list of strings", 0)
+    return list(value)
+
+
+def _parse_member(obj: Any) -> Member:
+    if not isinstance(obj, dict):
+        raise BadResponse("bad_response", "a member must be a JSON object", 0)
+    return Member(
+        id=_get(obj, "id", int),
+        name=_get(obj, "name", str, ""),
+        peer_urls=_str_list(obj, "peer_urls"),
+        client_urls=_str_list(obj, "client_urls"),
+        learner=_get(obj, "learner", bool, False),
+    )
+
+
+def _parse_member_response(resp: httpx.Response) -> Member:
+    body = _json_object(resp)
+    return _parse_member(body.get("member", body))
+
+
+def _parse_members(resp: httpx.Response) -> list[Member]:
+    return [_parse_member(m) for m in _get(_json_object(resp), "members", list)]
+
+
+def _parse_write(resp: httpx.Response) -> WriteResult:
+    body = _json_object(resp)
+    return WriteResult(
+        revision=_get(body, "revision", int),
+        prev_revision=_get(body, "prev_revision", int, 0),
+        deleted=_get(body, "deleted", bool, False),
+    )
+
+
+def _parse_get(resp: httpx.Response) -> GetResult:
+    revision = _parse_etag(resp.headers.get("ETag"))
+    if revision is None:
+        raise BadResponse("bad_response", "GET answer without a revision ETag", resp.status_code)
+    return GetResult(resp.content, revision)
+
+
+def _parse_list(resp: httpx.Response) -> ListPage:
+    body = _json_object(resp)
+    items: list[KeyValue] = []
+    for item in _get(body, "items", list):
+        if not isinstance(item, dict):
+            raise BadResponse("bad_response", "a list item must be a JSON object", 0)
+        try:
+            value = base64.b64decode(_get(item, "value", str), validate=True)
+        except binascii.Error as exc:
+            raise BadResponse("bad_response", f"value is not base64: {exc}", 0) from exc
+        items.append(KeyValue(_get(item, "key", str), value, _get(item, "revision", int)))
+    return ListPage(items, _get(body, "more", bool, False))
+
+
+def _parse_status(resp: httpx.Response) -> StatusInfo:
+    body = _json_object(resp)
+    progress: dict[int, Progress] = {}
+    for peer, p in _get(body, "progress", dict, {}).items():
+        if not isinstance(p, dict) or not str(peer).isdigit():
+            raise BadResponse("bad_response", "malformed progress entry", 0)
+        progress[int(peer)] = Progress(
+            match=_get(p, "match", int),
+            next=_get(p, "next", int),
+            state=_get(p, "state", str),
+            learner=_get(p, "learner", bool, False),
+            recent_active=_get(p, "recent_active", bool, False),
+        )
+    return StatusInfo(
+        id=_get(body, "id", int),
+        name=_get(body, "name", str, ""),
+        role=_get(body, "role", str),
+        leader=_get(body, "leader", int, 0) or 0,
+        term=_get(body, "term", int),
+        commit_index=_get(body, "commit_index", int),
+        applied_index=_get(body, "applied_index", int),
+        last_index=_get(body, "last_index", int),
+        snapshot_index=_get(body, "snapshot_index", int),
+        members=[_parse_member(m) for m in _get(body, "members", list, [])],
+        progress=progress,
+    )
+
+
+def _parse_transfer(resp: httpx.Response) -> int | None:
+    if not resp.content:
+        return None
+    leader = _json_object(resp).get("leader")
+    return leader if _is_int(leader) and leader else None
+
+
+# -- call builders (the API surface, shared) -------------------------------------------
+
+
+def _put_call(key: str, value: bytes, if_match: int | None, if_none_match: bool) -> _Call:
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise TypeError("value must be bytes")
+    headers = {REQUEST_ID_HEADER: _new_request_id(), "Content-Type": "application/octet-stream"}
+    if if_match is not None:
+        headers["If-Match"] = _etag(if_match)
+    if if_none_match:
+        headers["If-None-Match"] = "*"
+    return _Call("PUT", _key_path(key), _Retry.DEDUP_WRITE, headers=headers, content=bytes(value))
+
+
+def _get_call(key: str, consistency: Consistency) -> _Call:
+    return _Call("GET", _key_path(key), _Retry.READ, params=_consistency_params(consistency))
+
+
+def _delete_call(key: str, if_match: int | None) -> _Call:
+    headers = {REQUEST_ID_HEADER: _new_request_id()}
+    if if_match is not None:
+        headers["If-Match"] = _etag(if_match)
+    return _Call("DELETE", _key_path(key), _Retry.DEDUP_WRITE, headers=headers)
+
+
+def _list_call(prefix: str, limit: int, start_after: str | None, consistency: Consistency) -> _Call:
+    if limit <= 0:
+        raise ValueError("limit must be positive")
+    params = {"prefix": prefix, "limit": str(limit), **_consistency_params(consistency)}
+    if start_after is not None:
+        params["start_after"] = start_after
+    return _Call("GET", "/v1/kv", _Retry.READ, params=params)
+
+
+def _consistency_params(consistency: Consistency) -> dict[str, str]:
+    if consistency == "linearizable":
+        return {}
+    if consistency == "serializable":
+        return {"consistency": "serializable"}
+    raise ValueError(f"unknown consistency {consistency!r}")
+
+
+def _member_id(member_id: int) -> str:
+    if not _is_int(member_id) or member_id <= 0:
+        raise ValueError("a member id is a positive integer")
+    return str(member_id)
+
+
+def _add_member_call(peer_url: str, name: str | None, learner: bool) -> _Call:
+    body = {"peer_urls": [peer_url], "name": name, "learner": learner}
+    return _Call(
+        "POST",
+        "/v1/members",
+        _Retry.ONCE,
+        headers={REQUEST_ID_HEADER: _new_request_id()},
+        json=body,
+    )
+
+
+def _promote_call(member_id: int) -> _Call:
+    return _Call(
+        "POST",
+        f"/v1/members/{_member_id(member_id)}/promote",
+        _Retry.ONCE,
+        headers={REQUEST_ID_HEADER: _new_request_id()},
+    )
+
+
+def _remove_call(member_id: int) -> _Call:
+    return _Call(
+        "DELETE",
+        f"/v1/members/{_member_id(member_id)}",
+        _Retry.ONCE,
+        headers={REQUEST_ID_HEADER: _new_request_id()},
+    )
+
+
+def _transfer_call(to: int | None) -> _Call:
+    target = None if to is None else int(_member_id(to))
+    return _Call(
+        "POST",
+        "/v1/leader/transfer",
+        _Retry.ONCE,
+        headers={REQUEST_ID_HEADER: _new_request_id()},
+        json={"to": target},
+    )
+
+
+_MEMBERS = _Call("GET", "/v1/members", _Retry.READ)
+_STATUS = _Call("GET", "/v1/status", _Retry.READ)
+
+
+def _normalize_endpoints(endpoints: str | Sequence[str]) -> list[str]:
+    eps = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+    out = []
+    for ep in eps:
+        for part in ep.split(","):
+            part = part.strip().rstrip("/")
+            if part:
+                out.append(part if "://" in part else "http://" + part)
+    if not out:
+        raise ValueError("at least one endpoint is required")
+    return out
+
+
+# -- the clients ------------------------------------------------------------------------
+
+
+class _Base:
+    def __init__(
+        self,
+        endpoints: str | Sequence[str],
+        *,
+        timeout: float | httpx.Timeout,
+        retries: int,
+        backoff: float,
+        max_backoff: float,
+    ) -> None:
+        if retries < 0:
+            raise ValueError("retries must be >= 0")
+        self.endpoints = _normalize_endpoints(endpoints)
+        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._rounds = retries + 1
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._current = 0
+
+    def _attempts(self, call: _Call) -> _Attempts:
+        return _Attempts(call, len(self.endpoints), self._current, self._rounds)
+
+    def _url(self, endpoint: str | None, path: str) -> str:
+        return (endpoint or self.endpoints[0]).rstrip("/") + path
+
+
+class Client(_Base):
+    """Blocking client. Thread-safe as far as httpx.Client is; use as a context manager
+    or call `close()`. `transport` is for tests (httpx.MockTransport)."""
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str],
+        *,
+        timeout: float | httpx.Timeout = 10.0,
+        retries: int = 2,
+        backoff: float = 0.1,
+        max_backoff: float = 2.0,
+        transport: httpx.BaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            endpoints, timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff
+        )
+        self._http = httpx.Client(
+            timeout=self._timeout, transport=transport, headers=headers, follow_redirects=False
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _do(self, call: _Call) -> httpx.Response:
+        attempts = self._attempts(call)
+        while (ep := attempts.next_endpoint()) is not None:
+            endpoint = self.endpoints[ep]
+            try:
+                resp = self._http.request(
+                    call.method,
+                    endpoint + call.path,
+                    params=call.params,
+                    headers=call.headers,
+                    content=call.content,
+                    json=call.json,
+                )
+            except httpx.TransportError as exc:
+                if not attempts.transport_failed(exc, endpoint):
+                    raise attempts.final_error() from exc
+            else:
+                if resp.is_success:
+                    self._current = ep
+                    return resp
+                err = _error_from_response(resp, call)
+                if not attempts.response_failed(resp, err):
+                    self._current = ep
+                    raise err
+            if attempts.round_done:
+                time.sleep(attempts.sleep_time(self._backoff, self._max_backoff))
+        raise attempts.final_error()
+
+    # KV
+
+    def put(
+        self, key: str, value: bytes, *, if_match: int | None = None, if_none_match: bool = False
+    ) -> WriteResult:
+        return _parse_write(self._do(_put_call(key, value, if_match, if_none_match)))
+
+    def get(self, key: str, *, consistency: Consistency = "linearizable") -> GetResult | None:
+        try:
+            return _parse_get(self._do(_get_call(key, consistency)))
+        except NotFound as exc:
+            if exc.code in KEY_NOT_FOUND_CODES:
+                return None
+            raise
+
+    def delete(self, key: str, *, if_match: int | None = None) -> WriteResult:
+        return _parse_write(self._do(_delete_call(key, if_match)))
+
+    def list_page(
+        self,
+        prefix: str = "",
+        limit: int = 100,
+        *,
+        start_after: str | None = None,
+        consistency: Consistency = "linearizable",
+    ) -> ListPage:
+        return _parse_list(self._do(_list_call(prefix, limit, start_after, consistency)))
+
+    def list(
+        self,
+        prefix: str = "",
+        limit: int = 100,
+        *,
+        start_after: str | None = None,
+        consistency: Consistency = "linearizable",
+    ) -> builtins.list[KeyValue]:
+        return self.list_page(prefix, limit, start_after=start_after, consistency=consistency).items
+
+    # membership
+
+    def members(self) -> builtins.list[Member]:
+        return _parse_members(self._do(_MEMBERS))
+
+    def add_member(
+        self, peer_url: str, *, name: str | None = None, learner: bool = False
+    ) -> Member:
+        return _parse_member_response(self._do(_add_member_call(peer_url, name, learner)))
+
+    def promote_member(self, member_id: int) -> Member:
+        return _parse_member_response(self._do(_promote_call(member_id)))
+
+    def remove_member(self, member_id: int) -> None:
+        self._do(_remove_call(member_id))
+
+    def transfer_leader(self, to: int | None = None) -> int | None:
+        return _parse_transfer(self._do(_transfer_call(to)))
+
+    # observation: status() fails over unless pinned; health/ready ask one member
+
+    def status(self, *, endpoint: str | None = None) -> StatusInfo:
+        if endpoint is None:
+            return _parse_status(self._do(_STATUS))
+        return _parse_status(self._single("/v1/status", endpoint))
+
+    def health(self, endpoint: str | None = None) -> bool:
+        return self._probe("/healthz", endpoint)
+
+    def ready(self, endpoint: str | None = None) -> bool:
+        return self._probe("/readyz", endpoint)
+
+    def _single(self, path: str, endpoint: str) -> httpx.Response:
+        try:
+            resp = self._http.get(self._url(endpoint, path))
+        except httpx.TransportError as exc:
+            raise Unavailable("unavailable", f"{endpoint}: {exc}", 0, None) from exc
+        if not resp.is_success:
+            raise _error_from_response(resp, _STATUS)
+        return resp
+
+    def _probe(self, path: str, endpoint: str | None) -> bool:
+        try:
+            return self._http.get(self._url(endpoint, path)).is_success
+        except httpx.TransportError:
+            return False
+
+
+class AsyncClient(_Base):
+    """The asyncio twin of `Client`; same methods, awaited."""
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str],
+        *,
+        timeout: float | httpx.Timeout = 10.0,
+        retries: int = 2,
+        backoff: float = 0.1,
+        max_backoff: float = 2.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            endpoints, timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff
+        )
+        self._http = httpx.AsyncClient(
+            timeout=self._timeout, transport=transport, headers=headers, follow_redirects=False
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _do(self, call: _Call) -> httpx.Response:
+        attempts = self._attempts(call)
+        while (ep := attempts.next_endpoint()) is not None:
+            endpoint = self.endpoints[ep]
+            try:
+                resp = await self._http.request(
+                    call.method,
+                    endpoint + call.path,
+                    params=call.params,
+                    headers=call.headers,
+                    content=call.content,
+                    json=call.json,
+                )
+            except httpx.TransportError as exc:
+                if not attempts.transport_failed(exc, endpoint):
+                    raise attempts.final_error() from exc
+            else:
+                if resp.is_success:
+                    self._current = ep
+                    return resp
+                err = _error_from_response(resp, call)
+                if not attempts.response_failed(resp, err):
+                    self._current = ep
+                    raise err
+            if attempts.round_done:
+                await asyncio.sleep(attempts.sleep_time(self._backoff, self._max_backoff))
+        raise attempts.final_error()
+
+    # KV
+
+    async def put(
+        self, key: str, value: bytes, *, if_match: int | None = None, if_none_match: bool = False
+    ) -> WriteResult:
+        return _parse_write(await self._do(_put_call(key, value, if_match, if_none_match)))
+
+    async def get(self, key: str, *, consistency: Consistency = "linearizable") -> GetResult | None:
+        try:
+            return _parse_get(await self._do(_get_call(key, consistency)))
+        except NotFound as exc:
+            if exc.code in KEY_NOT_FOUND_CODES:
+                return None
+            raise
+
+    async def delete(self, key: str, *, if_match: int | None = None) -> WriteResult:
+        return _parse_write(await self._do(_delete_call(key, if_match)))
+
+    async def list_page(
+        self,
+        prefix: str = "",
+        limit: int = 100,
+        *,
+        start_after: str | None = None,
+        consistency: Consistency = "linearizable",
+    ) -> ListPage:
+        return _parse_list(await self._do(_list_call(prefix, limit, start_after, consistency)))
+
+    async def list(
+        self,
+        prefix: str = "",
+        limit: int = 100,
+        *,
+        start_after: str | None = None,
+        consistency: Consistency = "linearizable",
+    ) -> builtins.list[KeyValue]:
+        page = await self.list_page(prefix, limit, start_after=start_after, consistency=consistency)
+        return page.items
+
+    # membership
+
+    async def members(self) -> builtins.list[Member]:
+        return _parse_members(await self._do(_MEMBERS))
+
+    async def add_member(
+        self, peer_url: str, *, name: str | None = None, learner: bool = False
+    ) -> Member:
+        return _parse_member_response(await self._do(_add_member_call(peer_url, name, learner)))
+
+    async def promote_member(self, member_id: int) -> Member:
+        return _parse_member_response(await self._do(_promote_call(member_id)))
+
+    async def remove_member(self, member_id: int) -> None:
+        await self._do(_remove_call(member_id))
+
+    async def transfer_leader(self, to: int | None = None) -> int | None:
+        return _parse_transfer(await self._do(_transfer_call(to)))
+
+    # observation
+
+    async def status(self, *, endpoint: str | None = None) -> StatusInfo:
+        if endpoint is None:
+            return _parse_status(await self._do(_STATUS))
+        return _parse_status(await self._single("/v1/status", endpoint))
+
+    async def health(self, endpoint: str | None = None) -> bool:
+        return await self._probe("/healthz", endpoint)
+
+    async def ready(self, endpoint: str | None = None) -> bool:
+        return await self._probe("/readyz", endpoint)
+
+    async def _single(self, path: str, endpoint: str) -> httpx.Response:
+        try:
+            resp = await self._http.get(self._url(endpoint, path))
+        except httpx.TransportError as exc:
+            raise Unavailable("unavailable", f"{endpoint}: {exc}", 0, None) from exc
+        if not resp.is_success:
+            raise _error_from_response(resp, _STATUS)
+        return resp
+
+    async def _probe(self, path: str, endpoint: str | None) -> bool:
+        try:
+            return (await self._http.get(self._url(endpoint, path))).is_success
+        except httpx.TransportError:
+            return False
+
+
+__all__ = [
+    "AsyncClient",
+    "BadRequest",
+    "BadResponse",
+    "Client",
+    "Consistency",
+    "Forbidden",
+    "GetResult",
+    "Indeterminate",
+    "KeyValue",
+    "ListPage",
+    "Member",
+    "NotFound",
+    "PreconditionFailed",
+    "Progress",
+    "RaftKVError",
+    "StatusInfo",
+    "TooLarge",
+    "Unavailable",
+    "WriteResult",
+]

@@ -1,0 +1,376 @@
+"""The replicated key-value state machine: committed commands in, results out.
+
+Pure and deterministic: the state after applying a log prefix depends only on that
+prefix (and the snapshot it started from), never on clocks, configuration that may
+differ between members, or hash seeds. That is what lets every member compute the same
+answer for the same committed entry, and lets a snapshot stand in for the prefix.
+
+Semantics (close to etcd v3, without MVCC history):
+- a key's revision is the Raft index of the entry that last wrote it; an absent key
+  has revision 0, so `if_match=0` means "must not exist";
+- a failed precondition changes nothing and reports the key's current revision;
+- DELETE of an absent key succeeds with `deleted=False` (etcd answers `deleted: 0`),
+  so deletes are idempotent and the API may answer 200 rather than 404;
+- a command whose non-empty `request_id` was already applied is not applied again: the
+  original result is returned with `replayed=True`. Client retries of a write whose
+  first attempt did commit (a timeout, a lost response) therefore never apply twice.
+  The table of remembered ids is bounded (FIFO by apply order) and is part of the
+  snapshot; its capacity must be the same on every member, because eviction decides
+  whether a late duplicate is replayed or applied.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from itertools import islice
+
+import msgpack
+
+from .command import Command, Op
+from .sortedkeys import SortedKeys
+
+DEFAULT_DEDUP_CAPACITY = 100_000
+"""A cluster-wide constant in practice (see the module docstring): retries arrive
+within seconds, and 100k ids cover that at any plausible write rate."""
+
+_SNAPSHOT_MAGIC = b"RKVS"
+_SNAPSHOT_VERSION = 1
+_SNAPSHOT_HEADER_LEN = len(_SNAPSHOT_MAGIC) + 1 + 4  # magic, version, crc32
+_ENTRY_OVERHEAD = 64
+"""Rough per-key bookkeeping bytes (dict slot, tuple, index pointer) for `approx_bytes`."""
+_MAX_INDEX = (1 << 64) - 1
+
+
+class ApplyError(StrEnum):
+    """Stable codes; the API maps each to one HTTP status."""
+
+    PRECONDITION_FAILED = "precondition_failed"
+    REQUEST_ID_CONFLICT = "request_id_conflict"
+    """The request id was already used by a different operation on a different key:
+    a client bug. Nothing is applied, and the id's recorded result is kept."""
+
+
+class ApplyOrderError(RuntimeError):
+    """An entry was applied at or below the applied index: the node loop broke the
+    apply-in-order invariant. Continuing would double-apply, so this is fatal."""
+
+    code = "apply_order"
+
+
+class SnapshotError(ValueError):
+    """Snapshot bytes are corrupt, truncated or of an unknown format."""
+
+    code = "bad_snapshot"
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    ok: bool
+    revision: int
+    """The write's Raft index when ok; the key's current revision (0 when absent) on a
+    failed precondition."""
+    error: ApplyError | None = None
+    prev_revision: int = 0
+    """The key's revision before this command (0 when it did not exist)."""
+    deleted: bool = False
+    """DELETE only: whether the key existed."""
+    replayed: bool = False
+    """True when this is the remembered result of an earlier apply of the request id."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Dedup:
+    op: Op
+    key: str
+    result: ApplyResult
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotView:
+    """A consistent, frozen copy of the store at `applied_index`.
+
+    Taking it costs a few shallow copies (pointers only: keys and values are immutable
+    and shared), so the apply loop is held up briefly; `serialize()` does the expensive
+    part and may run in a worker thread while the store keeps applying.
+    """
+
+    applied_index: int
+    keys: list[str]
+    """Sorted; the snapshot stores keys in order so a restore need not sort."""
+    values: dict[str, bytes]
+    revisions: dict[str, int]
+    dedup: dict[bytes, _Dedup]
+    """In apply order (oldest first), which decides eviction after a restore."""
+
+    def serialize(self) -> bytes:
+        # Parallel arrays of scalars rather than one array per key: packing and
+        # unpacking then run in C without creating a container object per key.
+        keys = self.keys
+        values = list(map(self.values.__getitem__, keys))
+        revisions = list(map(self.revisions.__getitem__, keys))
+        ded: list[object] = []
+        for rid, rec in self.dedup.items():
+            r = rec.result
+            ded.extend(
+                (
+                    rid,
+                    int(rec.op),
+                    rec.key,
+                    r.ok,
+                    r.revision,
+                    None if r.error is None else r.error.value,
+                    r.prev_revision,
+                    r.deleted,
+                )
+            )
+        body = msgpack.packb([self.applied_index, keys, values, revisions, ded], use_bin_type=True)
+        crc = zlib.crc32(body)
+        return b"".join(
+            (_SNAPSHOT_MAGIC, bytes((_SNAPSHOT_VERSION,)), crc.to_bytes(4, "big"), body)
+        )
+
+
+class KVStore:
+    """Single-threaded: the node loop applies, reads and snapshots from one thread (or
+    event loop); only `SnapshotView.serialize` is meant to run elsewhere.
+
+    Values and revisions live in two dicts rather than one dict of tuples: snapshots and
+    restores then move flat arrays of scalars, and a restore of a million keys creates
+    no per-key container objects for the garbage collector to walk.
+    """
+
+    __slots__ = ("_applied", "_bytes", "_dedup", "_dedup_capacity", "_keys", "_revs", "_values")
+
+    def __init__(self, *, dedup_capacity: int = DEFAULT_DEDUP_CAPACITY) -> None:
+        if dedup_capacity < 0:
+            raise ValueError("dedup_capacity must be >= 0")
+        self._dedup_capacity = dedup_capacity
+        self._values: dict[str, bytes] = {}
+        self._revs: dict[str, int] = {}
+        self._keys = SortedKeys()
+        self._dedup: OrderedDict[bytes, _Dedup] = OrderedDict()
+        self._applied = 0
+        self._bytes = 0
+
+    # -- reads ---------------------------------------------------------------------
+
+    @property
+    def applied_index(self) -> int:
+        return self._applied
+
+    @property
+    def approx_bytes(self) -> int:
+        """Keys (in characters) + values + a fixed overhead per key; for metrics and
+        snapshot-size heuristics, not an exact memory figure."""
+        return self._bytes
+
+    @property
+    def dedup_size(self) -> int:
+        return len(self._dedup)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+    def get(self, key: str) -> tuple[bytes, int] | None:
+        """(value, revision) or None."""
+        value = self._values.get(key)
+        if value is None:
+            return None
+        return value, self._revs[key]
+
+    def range(
+        self, prefix: str = "", limit: int = 100, start_after: str | None = None
+    ) -> list[tuple[str, bytes, int]]:
+        """Keys starting with `prefix`, ascending, at most `limit` of them, strictly
+        after `start_after` when given (pagination: pass the last key of the previous
+        page). To learn whether more exist, ask for `limit + 1`."""
+        if limit <= 0:
+            return []
+        if start_after is not None and start_after >= prefix:
+            it = self._keys.iter_from(start_after, inclusive=False)
+        else:
+            it = self._keys.iter_from(prefix)
+        values = self._values
+        revs = self._revs
+        out: list[tuple[str, bytes, int]] = []
+        for key in it:
+            if not key.startswith(prefix):
+                break
+            out.append((key, values[key], revs[key]))
+            if len(out) >= limit:
+                break
+        return out
+
+    # -- apply ---------------------------------------------------------------------
+
+    def advance(self, index: int) -> None:
+        """Mark `index` applied without a command: empty leader entries, conf changes,
+        and committed entries that failed to decode (every member fails them alike).
+        Keeps `applied_index` equal to the Raft applied index, which snapshots need."""
+        if index <= self._applied:
+            raise ApplyOrderError(f"index {index} <= applied {self._applied}")
+        self._applied = index
+
+    def apply(self, index: int, cmd: Command) -> ApplyResult:
+        if index <= self._applied:
+            raise ApplyOrderError(f"index {index} <= applied {self._applied}")
+        self._applied = index
+        rid = cmd.request_id
+        if rid:
+            seen = self._dedup.get(rid)
+            if seen is not None:
+                if seen.op != cmd.op or seen.key != cmd.key:
+                    return ApplyResult(False, 0, ApplyError.REQUEST_ID_CONFLICT)
+                return replace(seen.result, replayed=True)
+        result = self._execute(index, cmd)
+        if rid and self._dedup_capacity:
+            dedup = self._dedup
+            dedup[rid] = _Dedup(cmd.op, cmd.key, result)
+            if len(dedup) > self._dedup_capacity:
+                dedup.popitem(last=False)
+        return result
+
+    def _execute(self, index: int, cmd: Command) -> ApplyResult:
+        key = cmd.key
+        old = self._values.get(key)
+        cur_rev = 0 if old is None else self._revs[key]
+        if (cmd.if_none_match and old is not None) or (
+            cmd.if_match is not None and cmd.if_match != cur_rev
+        ):
+            return ApplyResult(False, cur_rev, ApplyError.PRECONDITION_FAILED, cur_rev)
+        op = cmd.op
+        if op == Op.PUT:
+            value = cmd.value
+            self._values[key] = value
+            self._revs[key] = index
+            if old is None:
+                self._keys.add(key)
+                self._bytes += len(key) + len(value) + _ENTRY_OVERHEAD
+            else:
+                self._bytes += len(value) - len(old)
+            return ApplyResult(True, index, None, cur_rev)
+        if op == Op.DELETE:
+            if old is None:
+                return ApplyResult(True, index, None, 0, deleted=False)
+            del self._values[key]
+            del self._revs[key]
+            self._keys.remove(key)
+            self._bytes -= len(key) + len(old) + _ENTRY_OVERHEAD
+            return ApplyResult(True, index, None, cur_rev, deleted=True)
+        return ApplyResult(True, index, None, 0)  # NOOP
+
+    # -- snapshots -----------------------------------------------------------------
+
+    def snapshot_view(self) -> SnapshotView:
+        # dict(OrderedDict) keeps the order and, unlike list(od.items()), allocates no
+        # per-record tuples (which can trigger a full GC pass over the whole heap).
+        return SnapshotView(
+            self._applied,
+            self._keys.to_list(),
+            dict(self._values),
+            dict(self._revs),
+            dict(self._dedup),
+        )
+
+    def snapshot(self) -> bytes:
+        return self.snapshot_view().serialize()
+
+    @classmethod
+    def from_snapshot(cls, data: bytes, *, dedup_capacity: int = DEFAULT_DEDUP_CAPACITY) -> KVStore:
+        store = cls(dedup_capacity=dedup_capacity)
+        store.restore(data)
+        return store
+
+    def restore(self, data: bytes) -> None:
+        """Replace the whole state with the snapshot's; all or nothing (on
+        `SnapshotError` the store is unchanged)."""
+        snap = _parse_snapshot(data)
+        dedup = snap.dedup
+        while len(dedup) > self._dedup_capacity:
+            dedup.popitem(last=False)  # the oldest ids go first, as in apply()
+        self._applied = snap.applied
+        self._values = dict(zip(snap.keys, snap.values, strict=True))
+        self._revs = dict(zip(snap.keys, snap.revisions, strict=True))
+        self._keys = SortedKeys(snap.keys)
+        self._dedup = dedup
+        self._bytes = (
+            sum(map(len, snap.keys)) + sum(map(len, snap.values)) + _ENTRY_OVERHEAD * len(snap.keys)
+        )
+
+
+@dataclass(slots=True)
+class _ParsedSnapshot:
+    applied: int
+    keys: list[str]
+    values: list[bytes]
+    revisions: list[int]
+    dedup: OrderedDict[bytes, _Dedup]
+
+
+def _is_u64(x: object) -> bool:
+    return type(x) is int and 0 <= x <= _MAX_INDEX
+
+
+def _parse_snapshot(data: bytes) -> _ParsedSnapshot:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise SnapshotError("snapshot must be bytes")
+    view = memoryview(data)
+    if len(view) < _SNAPSHOT_HEADER_LEN or view[:4] != _SNAPSHOT_MAGIC:
+        raise SnapshotError("not a raftkv store snapshot")
+    if view[4] != _SNAPSHOT_VERSION:
+        raise SnapshotError(f"unsupported snapshot version {view[4]}")
+    body = view[_SNAPSHOT_HEADER_LEN:]
+    if zlib.crc32(body) != int.from_bytes(view[5:9], "big"):
+        raise SnapshotError("snapshot checksum mismatch")
+    try:
+        obj = msgpack.unpackb(body, raw=False, use_list=True, max_map_len=0, max_ext_len=0)
+    except Exception as exc:
+        raise SnapshotError(f"undecodable snapshot: {exc}") from exc
+    if type(obj) is not list or len(obj) != 5:
+        raise SnapshotError("snapshot body must be a 5-element array")
+    applied, keys, values, revisions, ded = obj
+    if not _is_u64(applied):
+        raise SnapshotError("malformed applied index")
+    if not all(type(x) is list for x in (keys, values, revisions, ded)):
+        raise SnapshotError("malformed snapshot arrays")
+    if not len(keys) == len(values) == len(revisions) or len(ded) % 8:
+        raise SnapshotError("snapshot arrays disagree in length")
+    # Whole-array checks run in C (set/map/min/max) rather than a Python loop per key.
+    if keys and (
+        set(map(type, keys)) != {str}
+        or set(map(type, values)) != {bytes}
+        or set(map(type, revisions)) != {int}
+    ):
+        raise SnapshotError("malformed snapshot entry types")
+    if revisions and (min(revisions) < 1 or max(revisions) > applied):
+        raise SnapshotError(f"key revision outside 1..{applied}")
+    # Strictly ascending also rules out duplicate keys and lets SortedKeys skip a sort.
+    if not all(map(str.__lt__, keys, islice(keys, 1, None))):
+        raise SnapshotError("snapshot keys are not strictly ascending")
+
+    dedup: OrderedDict[bytes, _Dedup] = OrderedDict()
+    for i in range(0, len(ded), 8):
+        rid, op, key, ok, revision, error, prev_revision, deleted = ded[i : i + 8]
+        try:
+            if type(rid) is not bytes or not rid or type(key) is not str:
+                raise ValueError("bad id or key")
+            if type(ok) is not bool or type(deleted) is not bool or type(op) is not int:
+                raise ValueError("bad flags")
+            if not _is_u64(revision) or not _is_u64(prev_revision):
+                raise ValueError("bad revision")
+            err = None if error is None else ApplyError(error)
+            rec = _Dedup(
+                Op(op), key, ApplyResult(ok, revision, err, prev_revision, deleted=deleted)
+            )
+        except (ValueError, TypeError) as exc:
+            raise SnapshotError(f"malformed dedup record: {exc}") from exc
+        if rid in dedup:
+            raise SnapshotError("duplicate request id in snapshot")
+        dedup[rid] = rec
+    return _ParsedSnapshot(applied, keys, values, revisions, dedup)

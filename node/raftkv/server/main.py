@@ -1,0 +1,127 @@
+"""`raftkv serve`: run one member until SIGTERM/SIGINT, then stop gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+
+from ..api.client_api import create_client_app
+from ..storage.errors import StorageError
+from .config import ServerConfig
+from .meta import IdentityError
+from .node import Node
+
+log = logging.getLogger("raftkv.serve")
+
+EXIT_OK = 0
+EXIT_STARTUP = 2
+EXIT_FAILED = 3
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the member decides how to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _server(app: object, sock: socket.socket) -> _Server:
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=2,
+    )
+    return _Server(config)
+
+
+async def serve(cfg: ServerConfig) -> int:
+    try:
+        client_sock = _bind(cfg.client_host, cfg.client_port)
+        peer_sock = _bind(cfg.peer_host, cfg.peer_port)
+    except OSError as exc:
+        log.error("cannot listen: %s", exc)
+        return EXIT_STARTUP
+    node = Node(cfg)
+    try:
+        await node.start()
+    except (IdentityError, StorageError, ValueError) as exc:
+        log.error("member cannot start: %s", exc)
+        await node.stop()
+        return EXIT_STARTUP
+    assert node.transport is not None
+    stop = asyncio.Event()
+    failed = False
+
+    def _on_failure() -> None:
+        nonlocal failed
+        if node.stopping and not node.removed:
+            failed = True
+            stop.set()
+
+    node.on_removed = _on_failure
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    client = _server(create_client_app(node), client_sock)
+    peer = _server(node.transport.app, peer_sock)
+    tasks = [
+        asyncio.create_task(peer.serve(sockets=[peer_sock])),
+        asyncio.create_task(client.serve(sockets=[client_sock])),
+    ]
+    log.info(
+        "member %d (%s) serving clients on %s, peers on %s",
+        node.member_id,
+        cfg.name,
+        cfg.client_url,
+        cfg.peer_url,
+    )
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    log.info("stopping member %d", node.member_id)
+    try:
+        async with asyncio.timeout(cfg.stop_timeout):
+            if not failed:
+                await node.transfer_leadership_away(timeout=max(1.0, cfg.stop_timeout / 2))
+            client.should_exit = True
+            await tasks[1]
+            peer.should_exit = True
+            await tasks[0]
+    except TimeoutError:
+        log.warning("graceful stop timed out; closing anyway")
+        for t in tasks:
+            t.cancel()
+    await node.stop()
+    waiter.cancel()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def run(cfg: ServerConfig) -> int:
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is optional
+        runner = asyncio.run
+    return runner(serve(cfg))

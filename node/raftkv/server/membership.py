@@ -1,0 +1,150 @@
+"""Who the members are, beyond Raft's bare ids: names and URLs, and every id ever
+removed. It is replicated state (applied from committed entries, saved in snapshots),
+so all members agree on it and a removed id is refused everywhere, forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
+
+import msgpack
+
+from ..raft import ConfChange, ConfChangeType, ConfState
+
+
+class InvalidURL(ValueError):
+    pass
+
+
+def validate_url(url: str) -> str:
+    """A peer or client URL must be absolute http(s) with a host and port."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURL(f"invalid URL {url!r}: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+        raise InvalidURL(f"invalid URL {url!r}: want http(s)://host:port")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InvalidURL(f"invalid URL {url!r}: no path, query or fragment allowed")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    id: int
+    name: str = ""
+    peer_urls: tuple[str, ...] = ()
+    client_urls: tuple[str, ...] = ()
+
+    def encode(self) -> bytes:
+        out: bytes = msgpack.packb(
+            [self.name, list(self.peer_urls), list(self.client_urls)], use_bin_type=True
+        )
+        return out
+
+    @classmethod
+    def decode(cls, member_id: int, data: bytes) -> MemberInfo:
+        if not data:
+            return cls(member_id)
+        try:
+            name, peers, clients = msgpack.unpackb(data, raw=False)
+            return cls(member_id, str(name), tuple(map(str, peers)), tuple(map(str, clients)))
+        except Exception:
+            return cls(member_id)
+
+
+ATTRS_TAG = b"\xa8attrs/v1"
+"""Entry data that updates a member's attributes starts with this msgpack string; a
+KV command is a msgpack array and can never start with it."""
+
+
+def encode_attrs(info: MemberInfo) -> bytes:
+    return ATTRS_TAG + msgpack.packb(
+        [info.id, info.name, list(info.peer_urls), list(info.client_urls)], use_bin_type=True
+    )
+
+
+def decode_attrs(data: bytes) -> MemberInfo | None:
+    if not data.startswith(ATTRS_TAG):
+        return None
+    try:
+        mid, name, peers, clients = msgpack.unpackb(data[len(ATTRS_TAG) :], raw=False)
+        return MemberInfo(int(mid), str(name), tuple(map(str, peers)), tuple(map(str, clients)))
+    except Exception:
+        return None
+
+
+@dataclass
+class Registry:
+    members: dict[int, MemberInfo] = field(default_factory=dict)
+    removed: set[int] = field(default_factory=set)
+
+    def apply_conf_change(self, cc: ConfChange) -> None:
+        if cc.type == ConfChangeType.REMOVE_NODE:
+            self.members.pop(cc.node_id, None)
+            self.removed.add(cc.node_id)
+            return
+        if cc.node_id in self.removed:
+            return
+        info = MemberInfo.decode(cc.node_id, cc.context)
+        old = self.members.get(cc.node_id)
+        if old is not None and not cc.context:
+            return  # a promotion carries no attributes: keep what we know
+        self.members[cc.node_id] = info if old is None else replace(old, **_nonempty(info))
+
+    def apply_attrs(self, info: MemberInfo) -> None:
+        if info.id in self.members:
+            self.members[info.id] = replace(self.members[info.id], **_nonempty(info))
+
+    def max_id(self) -> int:
+        return max((*self.members, *self.removed, 0))
+
+    def encode(self) -> bytes:
+        out: bytes = msgpack.packb(
+            [
+                [[m.id, m.name, list(m.peer_urls), list(m.client_urls)] for m in self.members.values()],
+                sorted(self.removed),
+            ],
+            use_bin_type=True,
+        )
+        return out
+
+    @classmethod
+    def decode(cls, data: bytes) -> Registry:
+        members_raw, removed = msgpack.unpackb(data, raw=False)
+        members = {
+            int(m[0]): MemberInfo(int(m[0]), str(m[1]), tuple(m[2]), tuple(m[3]))
+            for m in members_raw
+        }
+        return cls(members, {int(r) for r in removed})
+
+    def copy(self) -> Registry:
+        return Registry(dict(self.members), set(self.removed))
+
+    def view(self, cs: ConfState) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        for mid in cs.members():
+            info = self.members.get(mid, MemberInfo(mid))
+            out.append(
+                {
+                    "id": mid,
+                    "name": info.name,
+                    "peer_urls": list(info.peer_urls),
+                    "client_urls": list(info.client_urls),
+                    "learner": mid in cs.learners,
+                }
+            )
+        return out
+
+
+def _nonempty(info: MemberInfo) -> dict[str, object]:
+    out: dict[str, object] = {}
+    if info.name:
+        out["name"] = info.name
+    if info.peer_urls:
+        out["peer_urls"] = info.peer_urls
+    if info.client_urls:
+        out["client_urls"] = info.client_urls
+    return out

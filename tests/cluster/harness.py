@@ -1,0 +1,256 @@
+"""Real `raftkv serve` processes on 127.0.0.1 for integration tests (and the fault
+suite): start, kill -9, SIGTERM, SIGSTOP/SIGCONT, restart, wipe; every process is
+reaped and every port freed when the harness closes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+from raftkv.client import Client
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(
+    cond: Callable[[], T | None | bool], timeout: float = 20.0, what: str = "condition"
+) -> T:
+    """Poll `cond` until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            v = cond()
+            if v:
+                return v  # type: ignore[return-value]
+        except Exception as exc:
+            last_exc = exc
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}: {last_exc!r}")
+        time.sleep(0.05)
+
+
+@dataclass
+class Member:
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: Path
+    log_path: Path
+    args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    member_id: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def http(self, timeout: float = 5.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout)
+
+    def status(self) -> dict[str, object]:
+        r = httpx.get(self.url + "/v1/status", timeout=2)
+        r.raise_for_status()
+        out: dict[str, object] = r.json()
+        return out
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(self.url + "/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+class LocalCluster:
+    def __init__(
+        self,
+        root: Path,
+        size: int = 3,
+        *,
+        snapshot_count: int = 10_000,
+        tick_ms: int = 50,
+        extra_args: list[str] | None = None,
+        secret: str = "test-secret",
+    ) -> None:
+        self.root = root
+        self.snapshot_count = snapshot_count
+        self.tick_ms = tick_ms
+        self.extra = extra_args or []
+        self.secret = secret
+        self.members: dict[str, Member] = {}
+        for i in range(size):
+            self._new_member(f"m{i + 1}")
+        self.initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members.values())
+
+    def _new_member(self, name: str) -> Member:
+        m = Member(
+            name,
+            free_port(),
+            free_port(),
+            self.root / name,
+            self.root / f"{name}.log",
+        )
+        self.members[name] = m
+        return m
+
+    def _cmd(self, m: Member, *, join: bool = False, member_id: int = 0) -> list[str]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "raftkv.cli",
+            "serve",
+            "--name",
+            m.name,
+            "--data-dir",
+            str(m.data_dir),
+            "--listen-client",
+            f"127.0.0.1:{m.client_port}",
+            "--listen-peer",
+            f"127.0.0.1:{m.peer_port}",
+            "--peer-secret",
+            self.secret,
+            "--snapshot-count",
+            str(self.snapshot_count),
+            "--tick-ms",
+            str(self.tick_ms),
+            "--request-timeout",
+            "3",
+            "--stop-timeout",
+            "5",
+            *self.extra,
+        ]
+        if join:
+            cmd += ["--join", "--member-id", str(member_id)]
+        else:
+            cmd += ["--initial-cluster", self.initial]
+        return cmd
+
+    def start(self, name: str, *, join: bool = False, member_id: int = 0) -> Member:
+        m = self.members[name]
+        assert not m.alive(), f"{name} is already running"
+        if join:
+            m.args = self._cmd(m, join=True, member_id=member_id)
+        elif not m.args:
+            m.args = self._cmd(m)
+        log = open(m.log_path, "ab")
+        m.proc = subprocess.Popen(
+            m.args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+        log.close()
+        return m
+
+    def start_all(self, timeout: float = 30.0) -> None:
+        for name in self.members:
+            self.start(name)
+        self.wait_ready(timeout=timeout)
+
+    def add_process(self, name: str) -> Member:
+        """A new member's process slot (ports, data dir); start it with join=True."""
+        return self._new_member(name)
+
+    def wait_ready(self, names: list[str] | None = None, timeout: float = 30.0) -> None:
+        names = names or [n for n, m in self.members.items() if m.alive()]
+        for n in names:
+            m = self.members[n]
+            wait_for(lambda m=m: m.ready() or self._check_alive(m), timeout, f"{n} ready")  # type: ignore[misc]
+
+    def _check_alive(self, m: Member) -> bool:
+        if m.proc is not None and m.proc.poll() is not None:
+            raise AssertionError(f"{m.name} exited with {m.proc.returncode}:\n{m.log()[-3000:]}")
+        return False
+
+    def leader(self, timeout: float = 20.0) -> Member:
+        def find() -> Member | None:
+            ids: dict[int, Member] = {}
+            leader_ids = set()
+            for m in self.members.values():
+                if not m.alive():
+                    continue
+                try:
+                    st = m.status()
+                except httpx.HTTPError:
+                    continue
+                ids[int(st["id"])] = m  # type: ignore[call-overload]
+                m.member_id = int(st["id"])  # type: ignore[call-overload]
+                if st["role"] == "leader":
+                    leader_ids.add(int(st["id"]))  # type: ignore[call-overload]
+            if len(leader_ids) == 1:
+                return ids[leader_ids.pop()]
+            return None
+
+        return wait_for(find, timeout, "a single leader")
+
+    def endpoints(self, alive_only: bool = True) -> list[str]:
+        return [m.url for m in self.members.values() if m.alive() or not alive_only]
+
+    def client(self, **kw: object) -> Client:
+        return Client(self.endpoints(), **kw)  # type: ignore[arg-type]
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        m = self.members[name]
+        if m.proc is not None and m.proc.poll() is None:
+            m.proc.send_signal(sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+                m.proc.wait(timeout=30)
+
+    def stop(self, name: str, timeout: float = 20.0) -> int:
+        """SIGTERM and wait: the graceful path; returns the exit code."""
+        m = self.members[name]
+        assert m.proc is not None
+        if m.proc.poll() is None:
+            m.proc.send_signal(signal.SIGTERM)
+        try:
+            return m.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            m.proc.kill()
+            m.proc.wait()
+            raise
+
+    def pause(self, name: str) -> None:
+        self.kill(name, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self.kill(name, signal.SIGCONT)
+
+    def wipe(self, name: str) -> None:
+        m = self.members[name]
+        assert not m.alive()
+        shutil.rmtree(m.data_dir, ignore_errors=True)
+
+    def close(self) -> None:
+        for m in self.members.values():
+            if m.proc is not None and m.proc.poll() is None:
+                m.proc.send_signal(signal.SIGCONT)
+                m.proc.kill()
+            if m.proc is not None:
+                m.proc.wait(timeout=30)

@@ -1,0 +1,554 @@
+"""The HTTP client against a fake cluster that speaks the contract in the client's
+module docstring: status codes, error bodies, failover across endpoints, request-id
+based retries of writes, and key quoting (also checked against a real FastAPI route)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request, Response
+
+from raftkv.client import (
+    AsyncClient,
+    BadRequest,
+    BadResponse,
+    Client,
+    Forbidden,
+    GetResult,
+    Indeterminate,
+    KeyValue,
+    Member,
+    NotFound,
+    PreconditionFailed,
+    RaftKVError,
+    TooLarge,
+    Unavailable,
+    WriteResult,
+)
+
+EPS = ["http://m1:2379", "http://m2:2379", "http://m3:2379"]
+
+
+def err(status: int, code: str, message: str = "", **extra: object) -> httpx.Response:
+    headers = {"Retry-After": "1"} if status == 503 else {}
+    return httpx.Response(
+        status, json={"error": code, "message": message, **extra}, headers=headers
+    )
+
+
+@dataclass
+class FakeCluster:
+    """One shared store behind three members. `behaviour[host]` makes a member fail:
+    "down" (connection refused), "no_leader" (503), "lost_reply" (applies the write,
+    then the connection breaks), "slow_commit" (applies, answers 503 indeterminate)."""
+
+    data: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    index: int = 10
+    seen_ids: dict[str, dict[str, object]] = field(default_factory=dict)
+    applied_writes: int = 0
+    behaviour: dict[str, str] = field(default_factory=dict)
+    log: list[httpx.Request] = field(default_factory=list)
+    members_: list[dict[str, object]] = field(
+        default_factory=lambda: [
+            {
+                "id": 1,
+                "name": "m1",
+                "peer_urls": ["http://m1:2380"],
+                "client_urls": ["http://m1:2379"],
+                "learner": False,
+            }
+        ]
+    )
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.log.append(request)
+        mode = self.behaviour.get(request.url.host, "")
+        if mode == "down":
+            raise httpx.ConnectError("connection refused", request=request)
+        if mode == "no_leader":
+            return err(503, "no_leader", "no leader")
+        resp = self.route(request)
+        if mode == "lost_reply" and request.method != "GET":
+            raise httpx.ReadTimeout("timed out", request=request)
+        if mode == "slow_commit" and request.method != "GET":
+            return err(503, "indeterminate", "proposed; may still commit")
+        return resp
+
+    def route(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.raw_path.decode().split("?")[0]
+        if path.startswith("/v1/kv/"):
+            return self.kv(request, unquote(path[len("/v1/kv/") :]))
+        if path == "/v1/kv":
+            return self.list(request)
+        if path == "/v1/members" and request.method == "GET":
+            return httpx.Response(200, json={"members": self.members_})
+        if path == "/v1/members" and request.method == "POST":
+            body = json.loads(request.content)
+            m = {
+                "id": len(self.members_) + 1,
+                "name": body["name"] or "",
+                "peer_urls": body["peer_urls"],
+                "client_urls": [],
+                "learner": body["learner"],
+            }
+            self.members_.append(m)
+            return httpx.Response(201, json={"member": m})
+        if path.endswith("/promote"):
+            mid = int(path.split("/")[3])
+            for m in self.members_:
+                if m["id"] == mid:
+                    m["learner"] = False
+                    return httpx.Response(200, json={"member": m})
+            return err(404, "member_not_found")
+        if path.startswith("/v1/members/") and request.method == "DELETE":
+            return httpx.Response(200, json={})
+        if path == "/v1/leader/transfer":
+            to = json.loads(request.content)["to"]
+            return httpx.Response(200, json={"leader": to or 2})
+        if path == "/v1/status":
+            return httpx.Response(200, json=STATUS)
+        if path == "/healthz":
+            return httpx.Response(200, text="ok")
+        if path == "/readyz":
+            return err(503, "not_ready")
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+    def kv(self, request: httpx.Request, key: str) -> httpx.Response:
+        if request.method == "GET":
+            if key not in self.data:
+                return err(404, "not_found", key)
+            value, rev = self.data[key]
+            return httpx.Response(200, content=value, headers={"ETag": f'"{rev}"'})
+        rid = request.headers.get("X-Request-Id")
+        if rid in self.seen_ids:  # the state machine's dedup, as seen through HTTP
+            return httpx.Response(200, json=self.seen_ids[rid])
+        if len(request.content) > 1024:
+            return err(413, "too_large")
+        cur = self.data.get(key)
+        cur_rev = cur[1] if cur else 0
+        if_match = request.headers.get("If-Match")
+        if (if_match is not None and if_match != f'"{cur_rev}"') or (
+            request.headers.get("If-None-Match") == "*" and cur
+        ):
+            return err(412, "precondition_failed", "revision mismatch", revision=cur_rev)
+        self.index += 1
+        self.applied_writes += 1
+        if request.method == "PUT":
+            self.data[key] = (request.content, self.index)
+            body: dict[str, object] = {"revision": self.index, "prev_revision": cur_rev}
+        else:
+            self.data.pop(key, None)
+            body = {"revision": self.index, "prev_revision": cur_rev, "deleted": cur is not None}
+        if rid:
+            self.seen_ids[rid] = body
+        return httpx.Response(200, json=body)
+
+    def list(self, request: httpx.Request) -> httpx.Response:
+        prefix = request.url.params.get("prefix", "")
+        limit = int(request.url.params["limit"])
+        after = request.url.params.get("start_after")
+        keys = sorted(k for k in self.data if k.startswith(prefix) and (after is None or k > after))
+        items = [
+            {
+                "key": k,
+                "value": base64.b64encode(self.data[k][0]).decode(),
+                "revision": self.data[k][1],
+            }
+            for k in keys[:limit]
+        ]
+        return httpx.Response(200, json={"items": items, "more": len(keys) > limit})
+
+
+STATUS = {
+    "id": 1,
+    "name": "m1",
+    "role": "leader",
+    "leader": 1,
+    "term": 3,
+    "commit_index": 20,
+    "applied_index": 20,
+    "last_index": 21,
+    "snapshot_index": 10,
+    "members": [
+        {
+            "id": 1,
+            "name": "m1",
+            "peer_urls": ["http://m1:2380"],
+            "client_urls": ["http://m1:2379"],
+            "learner": False,
+        },
+        {
+            "id": 2,
+            "name": "m2",
+            "peer_urls": ["http://m2:2380"],
+            "client_urls": [],
+            "learner": True,
+        },
+    ],
+    "progress": {
+        "2": {"match": 19, "next": 20, "state": "replicate", "learner": True, "recent_active": True}
+    },
+}
+
+
+@pytest.fixture
+def fake() -> FakeCluster:
+    return FakeCluster()
+
+
+def client(fake: Callable[[httpx.Request], httpx.Response], **kw: object) -> Client:
+    kw.setdefault("backoff", 0.0)
+    return Client(EPS, transport=httpx.MockTransport(fake), **kw)  # type: ignore[arg-type]
+
+
+# -- KV semantics ------------------------------------------------------------------
+
+
+def test_put_get_delete(fake: FakeCluster) -> None:
+    with client(fake) as c:
+        w = c.put("a", b"\x00\xff")
+        assert w == WriteResult(revision=11, prev_revision=0)
+        assert c.get("a") == GetResult(b"\x00\xff", 11)
+        assert c.delete("a") == WriteResult(12, 11, deleted=True)
+        assert c.get("a") is None
+        assert c.delete("a").deleted is False
+
+
+def test_compare_and_swap_and_create_only(fake: FakeCluster) -> None:
+    with client(fake) as c:
+        rev = c.put("k", b"1", if_none_match=True).revision
+        assert fake.log[-1].headers["If-None-Match"] == "*"
+        with pytest.raises(PreconditionFailed) as exc:
+            c.put("k", b"2", if_none_match=True)
+        assert exc.value.current_revision == rev and exc.value.status == 412
+        with pytest.raises(PreconditionFailed) as exc:
+            c.put("k", b"2", if_match=rev + 5)
+        assert exc.value.current_revision == rev
+        assert fake.log[-1].headers["If-Match"] == f'"{rev + 5}"'
+        rev2 = c.put("k", b"2", if_match=rev).revision
+        with pytest.raises(PreconditionFailed):
+            c.delete("k", if_match=rev)
+        c.delete("k", if_match=rev2)
+
+
+def test_serializable_reads_say_so(fake: FakeCluster) -> None:
+    with client(fake) as c:
+        c.get("a", consistency="serializable")
+        assert fake.log[-1].url.params["consistency"] == "serializable"
+        c.get("a")
+        assert "consistency" not in fake.log[-1].url.params
+        with pytest.raises(ValueError):
+            c.get("a", consistency="eventual")  # type: ignore[arg-type]
+
+
+def test_list_with_prefix_limit_and_pages(fake: FakeCluster) -> None:
+    with client(fake) as c:
+        for k in ["app/1", "app/2", "app/3", "b"]:
+            c.put(k, k.encode())
+        items = c.list("app/", limit=2)
+        assert [i.key for i in items] == ["app/1", "app/2"]
+        assert items[0] == KeyValue("app/1", b"app/1", 11)
+        page = c.list_page("app/", 2, start_after="app/2")
+        assert [i.key for i in page.items] == ["app/3"] and page.more is False
+        assert c.list_page("app/", 2).more is True
+        assert fake.log[-1].url.params["prefix"] == "app/"
+
+
+WEIRD_KEYS = [
+    "a/b",
+    "/lead",
+    "trail/",
+    "sp ace",
+    "ünïcødé/ключ",
+    "%41",
+    "q?x=1",
+    "h#f",
+    ".",
+    "..",
+    "a/../b",
+    "+plus",
+    "a//b",
+]
+
+
+@pytest.mark.parametrize("key", WEIRD_KEYS)
+def test_keys_are_one_quoted_path_segment(fake: FakeCluster, key: str) -> None:
+    with client(fake) as c:
+        c.put(key, b"v")
+        raw = fake.log[-1].url.raw_path.decode()
+        assert raw.startswith("/v1/kv/") and "/" not in raw[len("/v1/kv/") :]
+        assert "?" not in raw and "#" not in raw
+        assert c.get(key) == GetResult(b"v", 11)
+        assert list(fake.data) == [key]
+
+
+def test_empty_key_is_refused_locally(fake: FakeCluster) -> None:
+    with client(fake) as c, pytest.raises(ValueError):
+        c.put("", b"v")
+    assert fake.log == []
+
+
+# -- errors ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("resp", "exc_type"),
+    [
+        (err(400, "invalid_key"), BadRequest),
+        (err(403, "forbidden"), Forbidden),
+        (err(404, "member_not_found"), NotFound),
+        (err(413, "too_large"), TooLarge),
+        (err(500, "internal"), RaftKVError),
+        (httpx.Response(500, text="<html>oops</html>"), RaftKVError),
+    ],
+)
+def test_error_bodies_map_to_typed_exceptions(
+    resp: httpx.Response, exc_type: type[RaftKVError]
+) -> None:
+    with client(lambda r: resp) as c, pytest.raises(exc_type) as exc:
+        c.put("k", b"v")
+    assert exc.value.status == resp.status_code
+
+
+def test_error_carries_code_and_message() -> None:
+    with (
+        client(lambda r: err(400, "invalid_key", "too long")) as c,
+        pytest.raises(BadRequest) as exc,
+    ):
+        c.get("k")
+    assert (exc.value.code, exc.value.message, exc.value.status) == ("invalid_key", "too long", 400)
+
+
+def test_not_our_404_is_not_an_absent_key() -> None:
+    # e.g. the endpoint is the peer port or another service: do not read it as "absent".
+    not_found = httpx.Response(404, json={"detail": "Not Found"})
+    with client(lambda r: not_found) as c, pytest.raises(NotFound):
+        c.get("k")
+
+
+def test_precondition_revision_falls_back_to_etag() -> None:
+    def handler(r: httpx.Request) -> httpx.Response:
+        return httpx.Response(412, json={"error": "precondition_failed"}, headers={"ETag": '"42"'})
+
+    with client(handler) as c, pytest.raises(PreconditionFailed) as exc:
+        c.put("k", b"v", if_match=1)
+    assert exc.value.current_revision == 42
+
+
+def test_malformed_success_bodies_raise_bad_response() -> None:
+    with client(lambda r: httpx.Response(200, json={"rev": 1})) as c, pytest.raises(BadResponse):
+        c.put("k", b"v")
+    with client(lambda r: httpx.Response(200, content=b"v")) as c, pytest.raises(BadResponse):
+        c.get("k")  # no ETag
+
+
+# -- failover and retries ----------------------------------------------------------
+
+
+def test_reads_fail_over_on_connection_errors_and_503(fake: FakeCluster) -> None:
+    fake.data["k"] = (b"v", 3)
+    fake.behaviour = {"m1": "down", "m2": "no_leader"}
+    with client(fake) as c:
+        assert c.get("k") == GetResult(b"v", 3)
+        assert [r.url.host for r in fake.log] == ["m1", "m2", "m3"]
+        c.get("k")  # sticks to the member that answered
+        assert fake.log[-1].url.host == "m3"
+
+
+def test_all_down_is_unavailable_after_the_configured_rounds(fake: FakeCluster) -> None:
+    fake.behaviour = dict.fromkeys(["m1", "m2", "m3"], "down")
+    with client(fake, retries=1) as c, pytest.raises(Unavailable):
+        c.put("k", b"v")
+    assert len(fake.log) == 6
+    assert fake.applied_writes == 0
+
+
+def test_503_everywhere_reports_retry_after(fake: FakeCluster) -> None:
+    fake.behaviour = dict.fromkeys(["m1", "m2", "m3"], "no_leader")
+    with client(fake, retries=0) as c, pytest.raises(Unavailable) as exc:
+        c.get("k")
+    assert exc.value.retry_after == 1.0 and exc.value.status == 503
+
+
+def test_write_retry_after_lost_reply_reuses_request_id_and_applies_once(
+    fake: FakeCluster,
+) -> None:
+    fake.behaviour = {"m1": "lost_reply"}
+    with client(fake) as c:
+        w = c.put("k", b"v")
+    ids = {r.headers["X-Request-Id"] for r in fake.log}
+    assert len(fake.log) == 2 and len(ids) == 1 and len(ids.pop()) == 32
+    assert fake.applied_writes == 1
+    assert w.revision == fake.data["k"][1]
+
+
+def test_write_retry_after_indeterminate_503_is_deduplicated(fake: FakeCluster) -> None:
+    fake.behaviour = {"m1": "slow_commit"}
+    with client(fake) as c:
+        c.delete("k")
+        c.put("k", b"1")
+    assert fake.applied_writes == 2
+
+
+def test_each_logical_write_gets_a_fresh_request_id(fake: FakeCluster) -> None:
+    with client(fake) as c:
+        c.put("k", b"1")
+        c.put("k", b"1")
+    assert fake.log[0].headers["X-Request-Id"] != fake.log[1].headers["X-Request-Id"]
+    assert fake.applied_writes == 2
+
+
+def test_write_whose_fate_is_unknown_raises_indeterminate(fake: FakeCluster) -> None:
+    fake.behaviour = {"m1": "lost_reply", "m2": "down", "m3": "down"}
+    with client(fake, retries=0) as c, pytest.raises(Indeterminate):
+        c.put("k", b"v")
+    assert fake.applied_writes == 1  # it did commit: Unavailable would have been a lie
+    assert not isinstance(Indeterminate("x", "", 0), Unavailable)
+
+
+def test_membership_changes_are_not_retried_once_sent(fake: FakeCluster) -> None:
+    fake.behaviour = {"m1": "lost_reply"}
+    with client(fake) as c, pytest.raises(Indeterminate):
+        c.add_member("http://m4:2380")
+    assert len(fake.log) == 1
+
+
+def test_membership_changes_retry_when_surely_not_applied(fake: FakeCluster) -> None:
+    fake.behaviour = {"m1": "down", "m2": "no_leader"}
+    with client(fake) as c:
+        m = c.add_member("http://m4:2380", name="m4", learner=True)
+    assert m == Member(2, "m4", ["http://m4:2380"], [], True)
+    assert len(fake.members_) == 2
+
+
+@pytest.mark.parametrize("code", ["indeterminate", "timeout"])
+def test_indeterminate_codes_are_not_reported_as_unavailable(code: str) -> None:
+    with client(lambda r: err(503, code), retries=0) as c:
+        with pytest.raises(Indeterminate) as exc:
+            c.put("k", b"v")
+        assert exc.value.retry_after == 1.0
+        with pytest.raises(Unavailable):
+            c.get("k")  # a read has no fate to be unsure about
+
+
+def test_gateway_timeout_on_a_write_is_indeterminate() -> None:
+    with client(lambda r: httpx.Response(504, text="gateway timeout"), retries=0) as c:
+        with pytest.raises(Indeterminate):
+            c.put("k", b"v")
+        with pytest.raises(Unavailable):
+            c.get("k")
+
+
+def test_endpoint_list_forms() -> None:
+    c = Client("m1:2379, http://m2:2379/")
+    assert c.endpoints == ["http://m1:2379", "http://m2:2379"]
+    c.close()
+    with pytest.raises(ValueError):
+        Client([])
+
+
+# -- membership, status, probes -------------------------------------------------------
+
+
+def test_membership_calls(fake: FakeCluster) -> None:
+    with client(fake) as c:
+        assert c.members()[0] == Member(1, "m1", ["http://m1:2380"], ["http://m1:2379"], False)
+        m = c.add_member("http://m2:2380", learner=True)
+        assert json.loads(fake.log[-1].content) == {
+            "peer_urls": ["http://m2:2380"],
+            "name": None,
+            "learner": True,
+        }
+        assert c.promote_member(m.id).learner is False
+        assert fake.log[-1].url.path == "/v1/members/2/promote"
+        c.remove_member(2)
+        assert fake.log[-1].method == "DELETE" and fake.log[-1].url.path == "/v1/members/2"
+        assert c.transfer_leader(3) == 3
+        assert json.loads(fake.log[-1].content) == {"to": 3}
+        assert c.transfer_leader() == 2
+        with pytest.raises(NotFound):
+            c.promote_member(99)
+        with pytest.raises(ValueError):
+            c.remove_member(0)
+
+
+def test_status(fake: FakeCluster) -> None:
+    with client(fake) as c:
+        s = c.status()
+        assert (s.id, s.role, s.leader, s.term, s.commit_index) == (1, "leader", 1, 3, 20)
+        assert (s.applied_index, s.last_index, s.snapshot_index) == (20, 21, 10)
+        assert s.members[1].learner and s.progress[2].state == "replicate"
+        c.status(endpoint="http://m2:2379")
+        assert fake.log[-1].url.host == "m2"
+
+
+def test_health_and_ready(fake: FakeCluster) -> None:
+    with client(fake) as c:
+        assert c.health() is True
+        assert c.ready() is False
+        fake.behaviour = {"m1": "down"}
+        assert c.health() is False  # probes ask one member; no failover
+        assert c.health("http://m2:2379") is True
+
+
+# -- async twin -------------------------------------------------------------------------
+
+
+def test_async_client_has_the_same_behaviour(fake: FakeCluster) -> None:
+    async def scenario() -> None:
+        fake.behaviour = {"m1": "lost_reply"}
+        async with AsyncClient(EPS, transport=httpx.MockTransport(fake), backoff=0) as c:
+            w = await c.put("a/b c", b"v")
+            assert fake.applied_writes == 1
+            fake.behaviour = {"m1": "down"}
+            assert await c.get("a/b c") == GetResult(b"v", w.revision)
+            assert await c.get("missing") is None
+            assert [kv.key for kv in await c.list("a")] == ["a/b c"]
+            assert (await c.delete("a/b c")).deleted
+            with pytest.raises(PreconditionFailed):
+                await c.put("x", b"", if_match=7)
+            assert (await c.members())[0].id == 1
+            assert (await c.status()).term == 3
+            assert await c.health("http://m2:2379") and not await c.ready("http://m2:2379")
+            fake.behaviour = dict.fromkeys(["m1", "m2", "m3"], "no_leader")
+            with pytest.raises(Unavailable):
+                await c.put("k", b"v")
+
+    asyncio.run(scenario())
+
+
+# -- quoting against a real ASGI stack ----------------------------------------------------
+
+
+def test_weird_keys_survive_a_real_fastapi_route() -> None:
+    app = FastAPI()
+    store: dict[str, bytes] = {}
+
+    @app.put("/v1/kv/{key:path}")
+    async def put(key: str, request: Request) -> dict[str, int]:
+        store[key] = await request.body()
+        return {"revision": len(store)}
+
+    @app.get("/v1/kv/{key:path}")
+    async def get(key: str) -> Response:
+        if key not in store:
+            return Response(b'{"error":"not_found"}', 404, media_type="application/json")
+        return Response(store[key], headers={"ETag": '"1"'})
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with AsyncClient("http://test", transport=transport) as c:
+            for key in WEIRD_KEYS:
+                await c.put(key, key.encode())
+                got = await c.get(key)
+                assert got is not None and got.value == key.encode(), key
+        assert sorted(store) == sorted(WEIRD_KEYS)
+
+    asyncio.run(scenario())
