@@ -62,9 +62,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--max-value-bytes", type=int, default=int(_env("MAX_VALUE_BYTES", str(1 << 20)))
     )
-    p.add_argument(
-        "--request-timeout", type=float, default=float(_env("REQUEST_TIMEOUT", "5"))
-    )
+    p.add_argument("--request-timeout", type=float, default=float(_env("REQUEST_TIMEOUT", "5")))
     p.add_argument("--stop-timeout", type=float, default=float(_env("STOP_TIMEOUT", "10")))
     p.add_argument("--log-format", choices=("text", "json"), default=_env("LOG_FORMAT", "text"))
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
@@ -141,7 +139,9 @@ def _add_client(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--endpoints",
-        default=_env("ENDPOINTS", "http://127.0.0.1:23790,http://127.0.0.1:23791,http://127.0.0.1:23792"),
+        default=_env(
+            "ENDPOINTS", "http://127.0.0.1:23790,http://127.0.0.1:23791,http://127.0.0.1:23792"
+        ),
         help="comma-separated client URLs (RAFTKV_ENDPOINTS)",
     )
     common.add_argument("--json", action="store_true", help="machine-readable output")
@@ -195,12 +195,20 @@ def _client_main(args: argparse.Namespace) -> int:
                 res = cl.put(args.key, value, if_match=args.if_match, if_none_match=args.create)
                 out({"revision": res.revision} if args.json else f"OK revision={res.revision}")
             elif cmd == "get":
-                got = cl.get(args.key, consistency="serializable" if args.serializable else "linearizable")
+                got = cl.get(
+                    args.key, consistency="serializable" if args.serializable else "linearizable"
+                )
                 if got is None:
                     print(f"key {args.key!r} not found", file=sys.stderr)
                     return EXIT_NOT_FOUND
                 if args.json:
-                    out({"key": args.key, "value": got.value.decode(errors="replace"), "revision": got.revision})
+                    out(
+                        {
+                            "key": args.key,
+                            "value": got.value.decode(errors="replace"),
+                            "revision": got.revision,
+                        }
+                    )
                 else:
                     sys.stdout.buffer.write(got.value + b"\n")
             elif cmd == "del":
@@ -209,7 +217,16 @@ def _client_main(args: argparse.Namespace) -> int:
             elif cmd == "ls":
                 items = cl.list(args.prefix, limit=args.limit)
                 if args.json:
-                    out([{"key": i.key, "value": i.value.decode(errors="replace"), "revision": i.revision} for i in items])
+                    out(
+                        [
+                            {
+                                "key": i.key,
+                                "value": i.value.decode(errors="replace"),
+                                "revision": i.revision,
+                            }
+                            for i in items
+                        ]
+                    )
                 else:
                     for i in items:
                         print(f"{i.key}\t{i.revision}\t{i.value.decode(errors='replace')}")
@@ -223,7 +240,10 @@ def _client_main(args: argparse.Namespace) -> int:
                     print(f"{'ID':>6}  {'NAME':<16} {'ROLE':<8} PEER URLS / CLIENT URLS")
                     for m in members:
                         role = "learner" if m.learner else "voter"
-                        print(f"{m.id:>6}  {m.name:<16} {role:<8} {','.join(m.peer_urls)} {','.join(m.client_urls)}")
+                        print(
+                            f"{m.id:>6}  {m.name:<16} {role:<8} "
+                            f"{','.join(m.peer_urls)} {','.join(m.client_urls)}"
+                        )
             elif cmd == "member add":
                 mem = cl.add_member(args.peer_url, name=args.name, learner=args.learner)
                 out(_member_dict(mem) if args.json else f"added member {mem.id} ({mem.name})")
@@ -265,7 +285,10 @@ def _status(c: Any, endpoints: list[str], args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows)
     else:
-        print(f"{'ENDPOINT':<28} {'ID':>4} {'ROLE':<10} {'LEADER':>6} {'TERM':>6} {'COMMIT':>8} {'APPLIED':>8}")
+        print(
+            f"{'ENDPOINT':<28} {'ID':>4} {'ROLE':<10} {'LEADER':>6} {'TERM':>6} "
+            f"{'COMMIT':>8} {'APPLIED':>8}"
+        )
         for r in rows:
             if "error" in r:
                 print(f"{r['endpoint']:<28} unreachable: {r['error']}")
@@ -278,12 +301,28 @@ def _status(c: Any, endpoints: list[str], args: argparse.Namespace) -> int:
 
 
 def _status_dict(st: Any) -> dict[str, Any]:
-    keys = ("id", "name", "role", "leader", "term", "commit_index", "applied_index", "last_index", "snapshot_index")
+    keys = (
+        "id",
+        "name",
+        "role",
+        "leader",
+        "term",
+        "commit_index",
+        "applied_index",
+        "last_index",
+        "snapshot_index",
+    )
     return {k: getattr(st, k) for k in keys}
 
 
 def _member_dict(m: Any) -> dict[str, Any]:
-    return {"id": m.id, "name": m.name, "peer_urls": list(m.peer_urls), "client_urls": list(m.client_urls), "learner": m.learner}
+    return {
+        "id": m.id,
+        "name": m.name,
+        "peer_urls": list(m.peer_urls),
+        "client_urls": list(m.client_urls),
+        "learner": m.learner,
+    }
 
 
 def _print_json(obj: Any) -> None:

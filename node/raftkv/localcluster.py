@@ -35,7 +35,7 @@ def run_local_cluster(
     for i, name in enumerate(names):
         cport, pport = member_ports(base_port, i)
         endpoints.append(f"http://127.0.0.1:{cport}")
-        log = open(data_dir / f"{name}.log", "ab")
+        log = open(data_dir / f"{name}.log", "ab")  # noqa: SIM115
         procs.append(
             subprocess.Popen(
                 [

@@ -30,7 +30,7 @@ def free_port() -> int:
 
 
 def wait_for(
-    cond: Callable[[], T | None | bool], timeout: float = 20.0, what: str = "condition"
+    cond: Callable[[], T | bool | None], timeout: float = 20.0, what: str = "condition"
 ) -> T:
     """Poll `cond` until it returns something truthy; fail with `what` at the deadline."""
     deadline = time.monotonic() + timeout
@@ -162,9 +162,12 @@ class LocalCluster:
             m.args = self._cmd(m, join=True, member_id=member_id)
         elif not m.args:
             m.args = self._cmd(m)
-        log = open(m.log_path, "ab")
+        log = open(m.log_path, "ab")  # noqa: SIM115
         m.proc = subprocess.Popen(
-            m.args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            m.args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         log.close()
         return m

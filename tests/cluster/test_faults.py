@@ -104,9 +104,13 @@ def test_restarted_member_catches_up_from_log_then_snapshot(fresh_cluster: Local
         got = cl.get("long/399")
         assert got is not None and got.value == b"399"
         assert cl.get("short/0") is not None
-    assert "restored snapshot" in c.members["m3"].log() or int(
-        c.members["m3"].status()["snapshot_index"]  # type: ignore[call-overload]
-    ) > 0
+    assert (
+        "restored snapshot" in c.members["m3"].log()
+        or int(
+            c.members["m3"].status()["snapshot_index"]  # type: ignore[call-overload]
+        )
+        > 0
+    )
 
 
 def test_full_cluster_stop_and_start_keeps_all_data(fresh_cluster: LocalCluster) -> None:
@@ -124,7 +128,9 @@ def test_full_cluster_stop_and_start_keeps_all_data(fresh_cluster: LocalCluster)
             assert got is not None and got.revision == rev
 
 
-def test_lost_quorum_answers_503_with_retry_after_in_bounded_time(fresh_cluster: LocalCluster) -> None:
+def test_lost_quorum_answers_503_with_retry_after_in_bounded_time(
+    fresh_cluster: LocalCluster,
+) -> None:
     c = fresh_cluster
     c.start_all()
     c.leader()
@@ -144,7 +150,9 @@ def test_lost_quorum_answers_503_with_retry_after_in_bounded_time(fresh_cluster:
     c.start("m2")
     c.leader()
     with survivor.http(timeout=10) as h:
-        wait_for(lambda: h.put("/v1/kv/quorum-back", content=b"y").status_code == 200, 20, "writes again")
+        wait_for(
+            lambda: h.put("/v1/kv/quorum-back", content=b"y").status_code == 200, 20, "writes again"
+        )
 
 
 def test_corrupt_wal_refuses_to_start_naming_the_file(fresh_cluster: LocalCluster) -> None:
@@ -212,4 +220,8 @@ def test_paused_follower_does_not_block_writes(fresh_cluster: LocalCluster, sig:
                 cl.put(f"paused/{i}", b"x")
     finally:
         c.resume(follower.name)
-    wait_for(lambda: httpx.get(follower.url + "/readyz", timeout=1).status_code == 200, 20, "follower back")
+    wait_for(
+        lambda: httpx.get(follower.url + "/readyz", timeout=1).status_code == 200,
+        20,
+        "follower back",
+    )

@@ -23,7 +23,9 @@ def cli(c: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_add_learner_catch_up_by_snapshot_promote_remove_transfer(fresh_cluster: LocalCluster) -> None:
+def test_add_learner_catch_up_by_snapshot_promote_remove_transfer(
+    fresh_cluster: LocalCluster,
+) -> None:
     """raftexample's TestAddNewNode, grown up: a fourth member joins as a learner,
     catches up through a snapshot, is promoted; another member is removed; leadership
     moves — through the HTTP API and the CLI."""
@@ -54,7 +56,9 @@ def test_add_learner_catch_up_by_snapshot_promote_remove_transfer(fresh_cluster:
     victim_id = int(victim.status()["id"])  # type: ignore[call-overload]
     r = cli(c, "member", "remove", str(victim_id))
     assert r.returncode == 0, r.stderr
-    wait_for(lambda: httpx.get(victim.url + "/readyz").status_code == 503, 10, "removed member not ready")
+    wait_for(
+        lambda: httpx.get(victim.url + "/readyz").status_code == 503, 10, "removed member not ready"
+    )
     c.kill(victim.name)
     assert len(Client([leader.url]).members()) == 3
 
@@ -111,5 +115,8 @@ def test_membership_refusals(fresh_cluster: LocalCluster) -> None:
         r = h.delete(f"/v1/members/{learner}")
         assert r.status_code == 200
         # Its id is never reused.
-        r = h.post("/v1/members", json={"peer_urls": ["http://127.0.0.1:2"], "id": learner, "learner": True})
+        r = h.post(
+            "/v1/members",
+            json={"peer_urls": ["http://127.0.0.1:2"], "id": learner, "learner": True},
+        )
         assert r.status_code == 409 and r.json()["error"] == "id_removed"

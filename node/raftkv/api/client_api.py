@@ -17,9 +17,8 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from pydantic import BaseModel, Field
-from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..kv.command import Command, Op
@@ -130,7 +129,11 @@ def create_client_app(node: Node) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:
         return _json(
-            {"error": "invalid_request", "message": "request body is invalid", "details": _errs(exc)},
+            {
+                "error": "invalid_request",
+                "message": "request body is invalid",
+                "details": _errs(exc),
+            },
             422,
         )
 
@@ -151,7 +154,8 @@ def create_client_app(node: Node) -> FastAPI:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > cfg.max_value_bytes:
             raise E.TooLarge(
-                f"value is {length} bytes; the limit is {cfg.max_value_bytes}", code="value_too_large"
+                f"value is {length} bytes; the limit is {cfg.max_value_bytes}",
+                code="value_too_large",
             )
         value = await _read_body(request, cfg.max_value_bytes)
         cmd = Command(Op.PUT, key, value, _request_id(request), *_conditions(request))
@@ -252,7 +256,9 @@ def create_client_app(node: Node) -> FastAPI:
                 )
         if body.id is not None:
             if body.id in node.registry.removed:
-                raise E.Conflict(f"member id {body.id} was removed and is never reused", code="id_removed")
+                raise E.Conflict(
+                    f"member id {body.id} was removed and is never reused", code="id_removed"
+                )
             if body.id in node.registry.members or body.id in raw.conf_state.members():
                 raise E.Conflict(f"member id {body.id} is in use", code="member_exists")
             mid = body.id

@@ -94,7 +94,9 @@ class Raft:
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.now = 0
-        self.rng = random.Random(cfg.seed if cfg.seed is not None else cfg.id)
+        # The member id is mixed in: members configured with one shared seed must
+        # still draw different election timeouts, or they split votes forever.
+        self.rng = random.Random(f"{cfg.seed}/{cfg.id}")
         self.randomized_election_timeout = cfg.election_tick
         self._rebuild_progress()
         self.become_follower(self.term, NONE)
@@ -727,7 +729,8 @@ class Raft:
                     self._maybe_send_append(m.sender, send_if_empty=True)
                 return
             was_paused = pr.is_paused()
-            if not pr.maybe_update(m.index):
+            updated = pr.maybe_update(m.index)
+            if not updated and not (pr.match == m.index and pr.state == ProgressState.PROBE):
                 return
             if pr.state == ProgressState.PROBE:
                 pr.become_replicate()
@@ -754,6 +757,10 @@ class Raft:
             pr.last_active_tick = self.now
             pr.responded = True
             pr.probe_sent = False
+            if pr.state == ProgressState.REPLICATE and pr.inflights.full():
+                # Appends of a full window may all have been lost; a live follower
+                # must not stay paused forever (etcd frees one slot here too).
+                pr.inflights.queue.popleft()
             if pr.match < self.log.last_index() or pr.state == ProgressState.PROBE:
                 self._maybe_send_append(m.sender, send_if_empty=True)
             if not m.context:

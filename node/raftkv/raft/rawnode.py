@@ -13,10 +13,11 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from .confchange import encode_conf_change
 from .config import Config
-from .core import Raft
+from .core import _TERMLESS, Raft
 from .errors import RaftError
 from .log import RaftLog
 from .types import (
+    LOCAL_MESSAGES,
     NONE,
     ConfChange,
     ConfChangeType,
@@ -139,14 +140,11 @@ class RawNode:
     def step(self, m: Message) -> None:
         """Feed a message from the network. Local message types and messages from
         members we cannot know about are ignored, never raised on: the wire is input."""
-        if m.type in (
-            MessageType.HUP,
-            MessageType.BEAT,
-            MessageType.PROP,
-            MessageType.CHECK_QUORUM,
-        ):
+        if m.type in LOCAL_MESSAGES or m.to != self.raft.id:
             return
-        if m.to != self.raft.id:
+        if m.term == 0 and m.type not in _TERMLESS:
+            # Only forwarded requests travel without a term; anything else claiming
+            # term 0 would be taken as current-term and must not be believed.
             return
         self.raft.step(m)
 
@@ -209,6 +207,7 @@ class RawNode:
         if lg.pending_snapshot is not None and not lg.snapshot_in_progress:
             rd.snapshot = lg.pending_snapshot
             lg.snapshot_in_progress = True
+            lg.stable_in_progress = max(lg.stable_in_progress, rd.snapshot.metadata.index)
         rd.entries = lg.unstable_entries()
         if rd.entries:
             lg.stable_in_progress = rd.entries[-1].index

@@ -42,7 +42,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server(app: object, sock: socket.socket) -> _Server:
+def _server(app: object) -> _Server:
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         log_level="warning",
@@ -73,8 +73,18 @@ async def serve(cfg: ServerConfig) -> int:
     failed = False
 
     def _on_failure() -> None:
+        # A failed loop, or a peer telling us at start that this identity was removed
+        # (we never applied that removal ourselves): refuse to run, exit non-zero.
+        # A member that applies its own removal keeps running, not serving, until
+        # whoever removed it (the operator) deletes it.
         nonlocal failed
-        if node.stopping and not node.removed:
+        if (node.stopping and not node.removed) or node.removed_by_peer:
+            if node.removed_by_peer:
+                log.error(
+                    "member %d was removed from the cluster; refusing to run with its "
+                    "identity (wipe the data dir and add it as a new member)",
+                    node.member_id,
+                )
             failed = True
             stop.set()
 
@@ -82,8 +92,8 @@ async def serve(cfg: ServerConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    client = _server(create_client_app(node), client_sock)
-    peer = _server(node.transport.app, peer_sock)
+    client = _server(create_client_app(node))
+    peer = _Server(node.transport.uvicorn_config(timeout_graceful_shutdown=2))
     tasks = [
         asyncio.create_task(peer.serve(sockets=[peer_sock])),
         asyncio.create_task(client.serve(sockets=[client_sock])),

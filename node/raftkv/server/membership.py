@@ -104,7 +104,10 @@ class Registry:
     def encode(self) -> bytes:
         out: bytes = msgpack.packb(
             [
-                [[m.id, m.name, list(m.peer_urls), list(m.client_urls)] for m in self.members.values()],
+                [
+                    [m.id, m.name, list(m.peer_urls), list(m.client_urls)]
+                    for m in self.members.values()
+                ],
                 sorted(self.removed),
             ],
             use_bin_type=True,

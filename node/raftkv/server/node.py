@@ -28,9 +28,9 @@ from ..kv.store import ApplyResult, KVStore
 from ..metrics import Metrics, RaftGauges
 from ..raft import (
     NONE,
-    Config,
     ConfChange,
     ConfChangeType,
+    Config,
     Entry,
     EntryType,
     Message,
@@ -89,6 +89,7 @@ class Node:
         self.transport: Transport | None = None
         self.member_id = 0
         self.removed = False
+        self.removed_by_peer = False
         self.stopping = False
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="raftkv-io")
         self._snap_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raftkv-snap")
@@ -107,6 +108,7 @@ class Node:
         self._snapshotting = False
         self._last_snapshot_index = 0
         self._leader = NONE
+        self._leader_seen = NONE
         self._published = False
         self._leader_waiters: list[tuple[Callable[[int], bool], asyncio.Future[int]]] = []
         self.stats = NodeStats()
@@ -141,7 +143,9 @@ class Node:
             self.raw = RawNode.restart(
                 raft_cfg(meta.member_id), storage.hard_state, storage.snapshot, storage.entries
             )
-            if meta.member_id in self.registry.removed:
+            if meta.member_id in self.registry.removed or _removed_in_log(
+                meta.member_id, storage.entries, storage.hard_state.commit
+            ):
                 raise IdentityError(
                     f"member {meta.member_id} was removed from the cluster; "
                     "wipe its data dir and add it again as a new member"
@@ -181,13 +185,14 @@ class Node:
             secret = "token:" + cfg.cluster_id
         self.transport = Transport(
             self.member_id,
-            PeerAuth(cfg.cluster_id, secret),
+            PeerAuth(cfg.cluster_id, secret, cfg.peer_url),
             on_messages=self._on_messages,
             on_unreachable=self._on_unreachable,
             on_snapshot_sent=self._on_snapshot_sent,
             is_removed=lambda mid: mid in self.registry.removed,
             on_removed=self._on_told_removed,
             observe_rtt=lambda peer, s: self.metrics.peer_rtt.labels(peer=str(peer)).observe(s),
+            on_peer_url=self._on_peer_url,
         )
         self._sync_peers()
         await self.transport.start()
@@ -214,8 +219,7 @@ class Node:
             )
         if self.cfg.join and self.cfg.member_id and self.cfg.member_id != meta.member_id:
             raise IdentityError(
-                f"{self.cfg.data_dir} belongs to member {meta.member_id}, "
-                f"not {self.cfg.member_id}"
+                f"{self.cfg.data_dir} belongs to member {meta.member_id}, not {self.cfg.member_id}"
             )
 
     async def stop(self) -> None:
@@ -258,7 +262,12 @@ class Node:
         assert raw is not None
         best, best_match = NONE, -1
         for mid, pr in raw.status().progress.items():
-            if mid != self.member_id and not pr.learner and pr.recent_active and pr.match > best_match:
+            if (
+                mid != self.member_id
+                and not pr.learner
+                and pr.recent_active
+                and pr.match > best_match
+            ):
                 best, best_match = mid, pr.match
         return best
 
@@ -267,6 +276,17 @@ class Node:
     def _on_messages(self, msgs: list[Message]) -> None:
         self._inbox.extend(msgs)
         self._wake.set()
+
+    def _on_peer_url(self, peer: int, url: str) -> None:
+        """A peer that dialled us said where it listens. The replicated registry stays
+        the authority; this only fills the gap for a member that has just joined and
+        has not yet replicated who its peers are."""
+        info = self.registry.members.get(peer)
+        if self.transport is not None and (info is None or not info.peer_urls):
+            try:
+                self.transport.set_peer(peer, url)
+            except ValueError:
+                log.warning("peer %d presented an invalid URL %r", peer, url)
 
     def _on_unreachable(self, peer: int) -> None:
         if self.raw is not None:
@@ -279,7 +299,10 @@ class Node:
             self._wake.set()
 
     def _on_told_removed(self) -> None:
-        if not self.removed:
+        if not self.removed and self._leader_seen == NONE:
+            # Nobody has led us since we started: we are a removed identity that was
+            # started again, and must refuse to run (see serve()).
+            self.removed_by_peer = True
             log.error("a peer reports that member %d was removed from the cluster", self.member_id)
         self._mark_removed()
 
@@ -495,6 +518,7 @@ class Node:
     def _on_soft_state(self, leader: int) -> None:
         if leader != self._leader:
             if leader != NONE:
+                self._leader_seen = leader
                 self.metrics.leader_changes.inc()
                 self.stats.leader_changes += 1
             self._leader = leader
@@ -535,7 +559,9 @@ class Node:
         info = self.registry.members.get(self.member_id)
         if info is None:
             return
-        want = MemberInfo(self.member_id, self.cfg.name, (self.cfg.peer_url,), (self.cfg.client_url,))
+        want = MemberInfo(
+            self.member_id, self.cfg.name, (self.cfg.peer_url,), (self.cfg.client_url,)
+        )
         if info.client_urls == want.client_urls and info.name == want.name:
             self._published = True
             return
@@ -717,7 +743,9 @@ class Node:
         try:
             return await asyncio.wait_for(fut, timeout or self.cfg.request_timeout)
         except TimeoutError:
-            raise E.Unavailable(f"leadership did not move to {to} in time", code="timeout") from None
+            raise E.Unavailable(
+                f"leadership did not move to {to} in time", code="timeout"
+            ) from None
 
     # --- observation ------------------------------------------------------------------
 
@@ -785,6 +813,21 @@ class Node:
 
 
 META_FILE_NAME = "member.json"
+
+
+def _removed_in_log(member_id: int, entries: list[Entry], commit: int) -> bool:
+    """Whether a committed entry after the snapshot removed this member."""
+    for e in entries:
+        if e.index > commit:
+            break
+        if e.type == EntryType.CONF_CHANGE:
+            try:
+                cc = decode_conf_change(e.data)
+            except InvalidConfChange:
+                continue
+            if cc.type == ConfChangeType.REMOVE_NODE and cc.node_id == member_id:
+                return True
+    return False
 
 
 def _resolve_reads(batch: _ReadBatch) -> None:

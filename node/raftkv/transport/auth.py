@@ -29,6 +29,9 @@ CLUSTER_HEADER = "x-raftkv-cluster-id"
 SECRET_HEADER = "x-raftkv-peer-secret"
 FROM_HEADER = "x-raftkv-from"
 TO_HEADER = "x-raftkv-to"
+URL_HEADER = "x-raftkv-peer-url"
+"""The sender's advertised peer URL: a member that has just joined knows nobody's URL
+until it has replicated the membership, yet must answer the leader at once."""
 
 
 def _printable_ascii(value: str) -> bool:
@@ -43,6 +46,7 @@ class PeerAuth:
 
     cluster_id: str
     secret: str
+    advertise_url: str = ""
 
     def __post_init__(self) -> None:
         if not _printable_ascii(self.cluster_id):
@@ -57,6 +61,7 @@ class PeerAuth:
             SECRET_HEADER: self.secret,
             FROM_HEADER: str(sender),
             TO_HEADER: str(target),
+            **({URL_HEADER: self.advertise_url} if self.advertise_url else {}),
         }
 
 

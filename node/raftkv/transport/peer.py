@@ -235,6 +235,7 @@ class PeerStream:
                 async with asyncio.timeout(self._opts.close_timeout * 2):
                     await ws.close()
             ws.transport.abort()
+            await asyncio.wait((watcher, pinger))  # so stop() leaves no task behind
         code = ws.close_code
         if code == CLOSE_REMOVED:
             log.error("peer %x says this member (%x) was removed", self.peer_id, self._local_id)
@@ -242,7 +243,10 @@ class PeerStream:
         elif code == 1008:
             log.error("peer %x closed our stream as a policy violation", self.peer_id)
         else:
-            log.warning("stream to peer %x closed (code %s)", self.peer_id, code)
+            # 1000/1001/1012: the peer is stopping or restarting; anything else (1006:
+            # the connection just died) is worth a warning.
+            level = logging.INFO if code in (1000, 1001, 1012) else logging.WARNING
+            log.log(level, "stream to peer %x closed (code %s)", self.peer_id, code)
 
     async def _pump(self, ws: ClientConnection) -> None:
         queue = self._queue

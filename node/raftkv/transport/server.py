@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
 from raftkv.raft.types import Message
-from raftkv.transport.auth import PeerAuth, PeerRefused, admit
+from raftkv.transport.auth import URL_HEADER, PeerAuth, PeerRefused, admit
 from raftkv.transport.options import TransportOptions
 from raftkv.transport.peer import CLOSE_REMOVED, STREAM_PATH
 from raftkv.transport.snapshot import SNAPSHOT_PATH, receive_snapshot
@@ -57,11 +57,13 @@ class Inbound:
         on_messages: Callable[[list[Message]], None],
         is_removed: Callable[[int], bool],
         options: TransportOptions,
+        on_peer_url: Callable[[int, str], None] | None = None,
     ) -> None:
         self._local_id = local_id
         self._auth = auth
         self._on_messages = on_messages
         self._is_removed = is_removed
+        self._on_peer_url = on_peer_url
         self._opts = options
         self._streams: dict[int, WebSocket] = {}
         self._sockets: set[WebSocket] = set()
@@ -116,6 +118,12 @@ class Inbound:
             await self._deny(websocket, refusal)
             return
         await websocket.accept()
+        url = websocket.headers.get(URL_HEADER)
+        if url and self._on_peer_url is not None:
+            try:
+                self._on_peer_url(sender, url)
+            except Exception:
+                log.exception("on_peer_url callback failed")
         previous = self._streams.get(sender)
         self._streams[sender] = websocket
         self._sockets.add(websocket)

@@ -86,9 +86,11 @@ class Transport:
         max_queue: int = 4096,
         *,
         options: TransportOptions | None = None,
+        on_peer_url: Callable[[int, str], None] | None = None,
     ) -> None:
         """`max_queue` is shorthand for `options.max_queue`; when `options` is given it
-        is used as is."""
+        is used as is. `on_peer_url(sender, url)` reports the advertised peer URL an
+        incoming stream presented (see `auth.URL_HEADER`)."""
         if member_id <= 0:
             raise ValueError("member id must be positive")
         self.member_id = member_id
@@ -114,6 +116,7 @@ class Transport:
             _guarded(on_messages, "on_messages"),
             is_removed,
             self.options,
+            on_peer_url=None if on_peer_url is None else _guarded(on_peer_url, "on_peer_url"),
         )
         self.app = self._inbound.build_app()
 
@@ -266,6 +269,13 @@ class Transport:
     def peer_stats(self) -> list[PeerStats]:
         return [p.stats() for p in self._peers.values()]
 
+    def snapshots_in_flight(self) -> dict[int, int]:
+        """Peer id -> number of snapshot transfers to it still running."""
+        counts: dict[int, int] = {}
+        for peer_id in self._snapshots.values():
+            counts[peer_id] = counts.get(peer_id, 0) + 1
+        return counts
+
     def incoming_peers(self) -> list[int]:
         """Members with an open stream to us."""
         return self._inbound.connected_peers()
@@ -274,9 +284,12 @@ class Transport:
     def inbound(self) -> Inbound:
         return self._inbound
 
-    def uvicorn_config(self, host: str, port: int, **overrides: Any) -> uvicorn.Config:
+    def uvicorn_config(
+        self, host: str = "127.0.0.1", port: int = 0, **overrides: Any
+    ) -> uvicorn.Config:
         """A uvicorn Config for the peer port with the settings this transport relies
-        on; `overrides` win. Why each one:
+        on; `overrides` win (host/port do not matter when the caller passes its own
+        listening sockets to `Server.serve(sockets=...)`). Why each one:
         - `ws_max_size`: uvicorn's 16 MiB default is below what a stream may carry;
         - `ws_per_message_deflate=False`: compression is never negotiated anyway (our
           client does not offer it), this just keeps the server from advertising it;

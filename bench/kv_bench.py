@@ -1,0 +1,238 @@
+"""raftkv versus etcd 3.4 on this machine: a local three-member cluster of each, driven
+by the same load generator (bench/loadgen.py, in its own process) in the same run.
+
+Prints writes/s and p50/p99 latency for PUT (100-byte values) at 1, 16 and 64 clients,
+linearizable and serializable GET at 64 clients, each raftkv member's peak RSS, and the
+raftkv/etcd ratio. etcd comes from Debian's `etcd-server` package (`apt-get install
+etcd-server`); without it the etcd columns are skipped. Figures only: nothing here
+passes or fails.
+
+    python bench/kv_bench.py [--seconds 5] [--skip-etcd]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CASES = [("put", 1), ("put", 16), ("put", 64), ("get-lin", 64), ("get-ser", 64)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(
+    url: str, timeout: float = 30, method: str = "GET", body: bytes | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            req = urllib.request.Request(url, data=body, method=method)
+            with urllib.request.urlopen(req, timeout=1) as r:
+                if r.status < 300:
+                    return
+        except Exception:
+            time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+class Cluster:
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.endpoints: list[str] = []
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def peak_rss_mb(self) -> list[float]:
+        out = []
+        for p in self.procs:
+            try:
+                for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        out.append(int(line.split()[1]) / 1024)
+            except OSError:
+                out.append(float("nan"))
+        return out
+
+
+def start_raftkv(root: Path) -> Cluster:
+    c = Cluster()
+    ports = [(free_port(), free_port()) for _ in range(3)]
+    initial = ",".join(f"m{i + 1}=http://127.0.0.1:{pp}" for i, (_, pp) in enumerate(ports))
+    for i, (cp, pp) in enumerate(ports):
+        log = open(root / f"raftkv-m{i + 1}.log", "wb")  # noqa: SIM115
+        c.procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "raftkv.cli",
+                    "serve",
+                    "--name",
+                    f"m{i + 1}",
+                    "--data-dir",
+                    str(root / f"raftkv-m{i + 1}"),
+                    "--listen-client",
+                    f"127.0.0.1:{cp}",
+                    "--listen-peer",
+                    f"127.0.0.1:{pp}",
+                    "--initial-cluster",
+                    initial,
+                    "--peer-secret",
+                    "bench",
+                    "--log-level",
+                    "warning",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        c.endpoints.append(f"http://127.0.0.1:{cp}")
+    for ep in c.endpoints:
+        wait_http(ep + "/readyz")
+    return c
+
+
+def start_etcd(root: Path) -> Cluster | None:
+    etcd = shutil.which("etcd")
+    if etcd is None:
+        return None
+    c = Cluster()
+    ports = [(free_port(), free_port()) for _ in range(3)]
+    initial = ",".join(f"e{i + 1}=http://127.0.0.1:{pp}" for i, (_, pp) in enumerate(ports))
+    for i, (cp, pp) in enumerate(ports):
+        log = open(root / f"etcd-e{i + 1}.log", "wb")  # noqa: SIM115
+        c.procs.append(
+            subprocess.Popen(
+                [
+                    etcd,
+                    "--name",
+                    f"e{i + 1}",
+                    "--data-dir",
+                    str(root / f"etcd-e{i + 1}"),
+                    "--listen-client-urls",
+                    f"http://127.0.0.1:{cp}",
+                    "--advertise-client-urls",
+                    f"http://127.0.0.1:{cp}",
+                    "--listen-peer-urls",
+                    f"http://127.0.0.1:{pp}",
+                    "--initial-advertise-peer-urls",
+                    f"http://127.0.0.1:{pp}",
+                    "--initial-cluster",
+                    initial,
+                    "--initial-cluster-state",
+                    "new",
+                    "--log-level",
+                    "error",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        c.endpoints.append(f"http://127.0.0.1:{cp}")
+    for ep in c.endpoints:
+        wait_http(ep + "/health")
+    return c
+
+
+def load(
+    system: str, endpoints: list[str], op: str, clients: int, seconds: float
+) -> dict[str, object]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "loadgen.py"),
+            "--system",
+            system,
+            "--endpoints",
+            ",".join(endpoints),
+            "--op",
+            op,
+            "--clients",
+            str(clients),
+            "--seconds",
+            str(seconds),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--skip-etcd", action="store_true")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="raftkv-bench-"))
+    results: dict[tuple[str, str, int], dict[str, object]] = {}
+    rss: list[float] = []
+    try:
+        systems = ["raftkv"] if args.skip_etcd else ["raftkv", "etcd"]
+        for system in systems:
+            cluster = start_raftkv(root) if system == "raftkv" else start_etcd(root)
+            if cluster is None:
+                print("etcd not installed (apt-get install etcd-server): skipping etcd")
+                continue
+            try:
+                for op, n in CASES:
+                    results[(system, op, n)] = load(system, cluster.endpoints, op, n, args.seconds)
+                if system == "raftkv":
+                    rss = cluster.peak_rss_mb()
+            finally:
+                cluster.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(
+        f"3-member clusters on 127.0.0.1, {os.cpu_count()} cores, {args.seconds:.0f} s per case, "
+        "100-byte values, load generator in its own process"
+    )
+    print(
+        f"{'case':<22} {'raftkv ops/s':>12} {'p50 ms':>8} {'p99 ms':>8}   "
+        f"{'etcd ops/s':>10} {'p50 ms':>8} {'p99 ms':>8}  ratio"
+    )
+    for op, n in CASES:
+        r = results.get(("raftkv", op, n), {})
+        e = results.get(("etcd", op, n), {})
+        ratio = ""
+        if r and e and float(e["ops_per_s"]) > 0:  # type: ignore[arg-type]
+            ratio = f"{float(r['ops_per_s']) / float(e['ops_per_s']):.2f}"  # type: ignore[arg-type]
+        print(
+            f"{op + ' x' + str(n):<22} {r.get('ops_per_s', '-'):>12} {r.get('p50_ms', '-'):>8} "
+            f"{r.get('p99_ms', '-'):>8}   {e.get('ops_per_s', '-'):>10} {e.get('p50_ms', '-'):>8} "
+            f"{e.get('p99_ms', '-'):>8}  {ratio}"
+        )
+        errs = (r.get("errors", 0), e.get("errors", 0))
+        if any(errs):
+            print(f"    errors: raftkv {errs[0]}, etcd {errs[1]}")
+    if rss:
+        print("raftkv peak RSS per member (MB): " + ", ".join(f"{x:.0f}" for x in rss))
+
+
+if __name__ == "__main__":
+    main()
