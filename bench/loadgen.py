@@ -105,6 +105,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         "clients": args.clients,
         "ops": len(lat),
         "errors": len(errors),
+        "error_statuses": {str(k): errors.count(k) for k in sorted(set(errors))},
         "seconds": round(elapsed, 2),
         "ops_per_s": round(len(lat) / elapsed, 1),
         "p50_ms": round(percentile(lat, 0.50) * 1000, 2),

@@ -214,3 +214,26 @@ def test_cas_conflict_precondition_failed_type(cluster: LocalCluster) -> None:
         cl.put("cas2", b"b")
         with pytest.raises(PreconditionFailed):
             cl.put("cas2", b"c", if_match=w.revision)
+
+
+def test_concurrent_linearizable_reads_on_every_member_all_answer(cluster: LocalCluster) -> None:
+    """Each member batches reads behind one ReadIndex context; contexts from different
+    members must never collide at the leader (a collision left reads hanging)."""
+    import asyncio
+
+    async def reads(url: str) -> list[int]:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as h:
+            rs = await asyncio.gather(*(h.get("/v1/kv/canary-lin") for _ in range(40)))
+            return [r.status_code for r in rs]
+
+    async def main() -> list[int]:
+        out: list[int] = []
+        for res in await asyncio.gather(*(reads(m.url) for m in cluster.members.values())):
+            out += res
+        return out
+
+    with cluster.client() as cl:
+        cl.put("canary-lin", b"x")
+    for _ in range(3):
+        codes = asyncio.run(main())
+        assert codes == [200] * len(codes)

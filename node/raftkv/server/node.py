@@ -335,7 +335,9 @@ class Node:
             self._propose(props)
         if self._read_waiters:
             waiters, self._read_waiters = self._read_waiters, []
-            ctx = next(self._read_seq).to_bytes(8, "big")
+            # Unique cluster-wide: the leader keys pending reads by context, so two
+            # members' counters must never collide.
+            ctx = self.member_id.to_bytes(8, "big") + next(self._read_seq).to_bytes(8, "big")
             try:
                 raw.read_index(ctx)
                 self._read_batches[ctx] = _ReadBatch(waiters)
