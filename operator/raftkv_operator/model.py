@@ -1,0 +1,406 @@
+"""Plain records of what the operator observes and what it may do next.
+
+The planner (``planner.py``) is a pure function from :class:`Observed` to one
+:data:`Action`. These records are its whole vocabulary, so the kopf handlers, the
+member's HTTP client and the tests can all meet here without depending on each
+other: the handlers translate Kubernetes objects and ``/v1/status`` answers into
+these dataclasses and carry out the returned action.
+
+Who owns which field matters for crash safety:
+
+- :class:`Bookkeeping` is the operator's own memory, persisted in the RaftKV
+  ``status``. It is read fresh at the start of every reconcile and written with a
+  resourceVersion precondition, so the planner may trust it.
+- Everything else (StatefulSet, pods, PVCs, the Raft view) is observed and may be
+  a little stale; the planner only ever takes idempotent steps from it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+#: Where a member's Raft peer endpoint lives, formatted with ``name``, ``namespace``
+#: and ``ordinal``. In a cluster this is the stable DNS name behind the headless peer
+#: Service; a test harness replaces it with loopback addresses.
+DEFAULT_PEER_URL_TEMPLATE = "http://{name}-{ordinal}.{name}-peer.{namespace}.svc:2380"
+
+
+def _frozen_map(items: Mapping[int, int] | None = None) -> Mapping[int, int]:
+    return MappingProxyType(dict(items or {}))
+
+
+# --------------------------------------------------------------------------- spec / status
+
+
+@dataclass(frozen=True)
+class RaftKVSpec:
+    """The part of the RaftKV object the planner reads (metadata + spec)."""
+
+    name: str
+    namespace: str
+    #: metadata.uid: unique forever, so it doubles as the Raft cluster id and a
+    #: re-created RaftKV of the same name can never join the old cluster's members.
+    uid: str
+    replicas: int
+    generation: int = 1
+    peer_url_template: str = DEFAULT_PEER_URL_TEMPLATE
+
+    @property
+    def desired(self) -> int:
+        """spec.replicas, never below one member (the CRD also says minimum 1)."""
+        return max(1, self.replicas)
+
+    def member_name(self, ordinal: int) -> str:
+        return f"{self.name}-{ordinal}"
+
+    def peer_url(self, ordinal: int) -> str:
+        return self.peer_url_template.format(
+            name=self.name, namespace=self.namespace, ordinal=ordinal
+        )
+
+
+class ChangeKind(enum.StrEnum):
+    """The one membership change the operator may have in flight."""
+
+    BOOTSTRAP = "Bootstrap"  # ordinal 0 starts a single-member cluster
+    ADD = "Add"  # learner added, StatefulSet grown, learner promoted
+    REMOVE = "Remove"  # leadership moved, member removed, StatefulSet shrunk, PVC deleted
+    REPLACE = "Replace"  # PVC lost: old id removed, then a fresh id added like ADD
+
+
+@dataclass(frozen=True)
+class Change:
+    """A write-ahead record of the membership change in progress.
+
+    It is persisted *before* the first Raft or Kubernetes step of the change, so an
+    operator killed at any point finds it again and finishes the same change instead
+    of starting another one (or re-using a member id the change already retired).
+    """
+
+    kind: ChangeKind
+    ordinal: int
+    #: The member being bootstrapped, added or removed; for REPLACE the *new* id.
+    member_id: int
+    #: REPLACE only: the id whose data was lost and must leave the configuration.
+    old_member_id: int | None = None
+    #: ADD/REPLACE: when the learner was first seen caught up and ready. Lives in
+    #: status (not operator memory) so a restart neither resets nor skips the
+    #: stabilization period.
+    caught_up_since: float | None = None
+
+
+@dataclass(frozen=True)
+class Bookkeeping:
+    """The operator's persisted memory (RaftKV status fields it owns)."""
+
+    #: Set once, before ordinal 0 is ever started: its presence forbids a second bootstrap.
+    cluster_id: str | None = None
+    #: ordinal → member id. An ordinal is mapped from the moment its id is allocated
+    #: until its PVC is gone.
+    members: Mapping[int, int] = field(default_factory=_frozen_map)
+    #: The next member id to hand out. Only ever grows, so ids are never reused.
+    next_member_id: int = 1
+    in_flight: Change | None = None
+
+    def __post_init__(self) -> None:
+        # Freeze the mapping so a Bookkeeping can be shared between plans safely.
+        object.__setattr__(self, "members", _frozen_map(self.members))
+
+    def with_members(self, members: Mapping[int, int]) -> Bookkeeping:
+        return Bookkeeping(self.cluster_id, members, self.next_member_id, self.in_flight)
+
+
+# --------------------------------------------------------------------------- Kubernetes views
+
+
+@dataclass(frozen=True)
+class StatefulSetView:
+    replicas: int
+    ready_replicas: int = 0
+    current_replicas: int = 0
+
+
+class PodPhase(enum.StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+
+@dataclass(frozen=True)
+class PodView:
+    """One existing pod of the StatefulSet (a pod that does not exist is simply absent).
+
+    ``member_id`` is what the member process on that pod says about itself on
+    ``GET /v1/status``: the id persisted in its data dir. ``None`` while reachable
+    means *fresh data dir, waiting to join*: a member with an empty data dir adopts
+    an id only when the leader addresses it as a **learner** at its peer URL; if its
+    peer URL belongs to a **voter** it must refuse (rejoining a voter without its log
+    would break Raft's safety) and keep reporting ``None``. That refusal is how the
+    operator sees a lost PVC.
+    """
+
+    ordinal: int
+    phase: PodPhase = PodPhase.RUNNING
+    ready: bool = True
+    terminating: bool = False
+    member_reachable: bool = True
+    member_id: int | None = None
+
+    @property
+    def waiting_to_join(self) -> bool:
+        return self.member_reachable and self.member_id is None and not self.terminating
+
+
+@dataclass(frozen=True)
+class PVCView:
+    ordinal: int
+    bound: bool = True
+    terminating: bool = False
+
+
+# --------------------------------------------------------------------------- Raft view
+
+
+@dataclass(frozen=True)
+class RaftMember:
+    id: int
+    name: str
+    peer_url: str
+    learner: bool = False
+
+
+@dataclass(frozen=True)
+class RaftView:
+    """The cluster as the members' HTTP API reports it (the leader's applied config)."""
+
+    reachable: bool = False
+    leader_id: int | None = None
+    term: int = 0
+    commit_index: int = 0
+    members: tuple[RaftMember, ...] = ()
+    #: Per-member match index as tracked by the leader.
+    match_index: Mapping[int, int] = field(default_factory=_frozen_map)
+    #: Members that answered ``/readyz`` (a member that knows a leader and is caught up).
+    ready_ids: frozenset[int] = frozenset()
+    #: The leader has a configuration change proposed but not yet applied. The
+    #: planner waits for it: this is what "wait until the change is applied" reads.
+    config_change_pending: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "match_index", _frozen_map(self.match_index))
+
+    def member(self, member_id: int) -> RaftMember | None:
+        for m in self.members:
+            if m.id == member_id:
+                return m
+        return None
+
+    @property
+    def voter_ids(self) -> frozenset[int]:
+        return frozenset(m.id for m in self.members if not m.learner)
+
+    @property
+    def learner_ids(self) -> frozenset[int]:
+        return frozenset(m.id for m in self.members if m.learner)
+
+    @property
+    def member_ids(self) -> frozenset[int]:
+        return frozenset(m.id for m in self.members)
+
+
+# --------------------------------------------------------------------------- all together
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything one reconcile looked at; the planner's only input."""
+
+    spec: RaftKVSpec
+    status: Bookkeeping
+    #: Wall-clock seconds of this observation (an input, so the planner stays pure).
+    now: float = 0.0
+    #: The peer/client Services, the peer Secret and the PDB all exist.
+    children_exist: bool = False
+    statefulset: StatefulSetView | None = None
+    pods: tuple[PodView, ...] = ()
+    pvcs: tuple[PVCView, ...] = ()
+    raft: RaftView = field(default_factory=RaftView)
+
+    def pod(self, ordinal: int) -> PodView | None:
+        for p in self.pods:
+            if p.ordinal == ordinal:
+                return p
+        return None
+
+    def pvc(self, ordinal: int) -> PVCView | None:
+        for p in self.pvcs:
+            if p.ordinal == ordinal:
+                return p
+        return None
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Tuning for when a learner counts as caught up and stable."""
+
+    #: A learner within this many entries of the leader's commit index is caught up.
+    max_learner_lag: int = 16
+    #: It must stay caught up and ready this long before promotion.
+    stabilization_seconds: float = 10.0
+
+
+# --------------------------------------------------------------------------- actions
+
+
+class Reason(enum.StrEnum):
+    """CamelCase reasons, used for Events and condition reasons."""
+
+    BOOTSTRAPPING = "Bootstrapping"
+    BOOTSTRAPPED = "Bootstrapped"
+    CREATING_CHILDREN = "CreatingChildren"
+    SCALING_UP = "ScalingUp"
+    SCALING_DOWN = "ScalingDown"
+    SCALE_UP_ABORTED = "ScaleUpAborted"
+    LEARNER_CAUGHT_UP = "LearnerCaughtUp"
+    LEARNER_FELL_BEHIND = "LearnerFellBehind"
+    MEMBER_ADDED = "MemberAdded"
+    MEMBER_REMOVED = "MemberRemoved"
+    MEMBER_REPLACED = "MemberReplaced"
+    RESUMING_LEARNER = "ResumingLearner"
+    QUORUM_LOST = "QuorumLost"
+    IN_SYNC = "InSync"
+    # Wait reasons
+    WAITING_FOR_BOOTSTRAP = "WaitingForBootstrap"
+    CONFIG_CHANGE_PENDING = "ConfigChangePending"
+    LEARNER_CATCHING_UP = "LearnerCatchingUp"
+    LEARNER_STABILIZING = "LearnerStabilizing"
+    POD_NOT_READY = "PodNotReady"
+    POD_TERMINATING = "PodTerminating"
+    PVC_TERMINATING = "PVCTerminating"
+    REMOVAL_WOULD_BREAK_QUORUM = "RemovalWouldBreakQuorum"
+    NO_TRANSFER_TARGET = "NoTransferTarget"
+    STATUS_STALE = "StatusStale"
+    STATUS_LOST = "StatusLost"
+    UNEXPECTED_MEMBER_IDENTITY = "UnexpectedMemberIdentity"
+    MEMBER_MISSING_FROM_CONFIG = "MemberMissingFromConfig"
+
+
+@dataclass(frozen=True)
+class CreateChildren:
+    """Ensure the Services, Secret, PDB and StatefulSet exist.
+
+    A missing StatefulSet is created with ``statefulset_replicas`` (1 at bootstrap);
+    an existing one is left alone: only Grow/Shrink change its size.
+    """
+
+    statefulset_replicas: int
+    reason: Reason = Reason.CREATING_CHILDREN
+
+
+@dataclass(frozen=True)
+class AddLearner:
+    """POST /v1/members {id, name, peerURL, learner: true}; re-adding the same id is a no-op."""
+
+    ordinal: int
+    member_id: int
+    name: str
+    peer_url: str
+
+
+@dataclass(frozen=True)
+class GrowStatefulSet:
+    replicas: int
+
+
+@dataclass(frozen=True)
+class PromoteLearner:
+    member_id: int
+
+
+@dataclass(frozen=True)
+class TransferLeadership:
+    from_id: int
+    to_id: int
+
+
+@dataclass(frozen=True)
+class RemoveMember:
+    """DELETE /v1/members/{id}; removing an id that is already gone is a no-op."""
+
+    member_id: int
+
+
+@dataclass(frozen=True)
+class ShrinkStatefulSet:
+    replicas: int
+
+
+@dataclass(frozen=True)
+class DeletePVC:
+    ordinal: int
+
+
+@dataclass(frozen=True)
+class ReplaceMember:
+    """Begin replacing a member whose data was lost: persist ``status`` (which maps the
+    ordinal to ``new_id`` and records the change), then later plans remove ``old_id``
+    and add ``new_id`` as a learner."""
+
+    ordinal: int
+    old_id: int
+    new_id: int
+    status: Bookkeeping
+
+
+@dataclass(frozen=True)
+class UpdateStatus:
+    """Persist ``status`` (with a resourceVersion precondition) and nothing else."""
+
+    status: Bookkeeping
+    reason: Reason
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class SetQuorumLost:
+    """Set Available=False/QuorumLost, emit an Event, change nothing else."""
+
+    message: str
+    reason: Reason = Reason.QUORUM_LOST
+
+
+@dataclass(frozen=True)
+class Wait:
+    reason: Reason
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Done:
+    reason: Reason = Reason.IN_SYNC
+    message: str = ""
+
+
+Action = (
+    CreateChildren
+    | AddLearner
+    | GrowStatefulSet
+    | PromoteLearner
+    | TransferLeadership
+    | RemoveMember
+    | ShrinkStatefulSet
+    | DeletePVC
+    | ReplaceMember
+    | UpdateStatus
+    | SetQuorumLost
+    | Wait
+    | Done
+)
+
+#: The actions that change the Raft configuration (one at a time, ever).
+MEMBERSHIP_CHANGES = (AddLearner, PromoteLearner, RemoveMember)
