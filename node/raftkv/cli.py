@@ -51,6 +51,18 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=_env("JOIN", "") in ("1", "true", "yes"),
         help="wait to be added to an existing cluster instead of bootstrapping",
     )
+    p.add_argument(
+        "--initial-cluster-state",
+        choices=("new", "existing"),
+        default=_env("INITIAL_CLUSTER_STATE", "new"),
+        help="with an empty data dir: 'new' bootstraps, 'existing' joins (= --join)",
+    )
+    p.add_argument(
+        "--discovery-endpoints",
+        default=_env("DISCOVERY_ENDPOINTS", ""),
+        help="client URLs of the cluster to join; with --join and no --member-id the "
+        "member takes the id of the learner added with its peer URL",
+    )
     p.add_argument("--member-id", type=int, default=int(_env("MEMBER_ID", "0")))
     p.add_argument("--cluster-token", default=_env("CLUSTER_TOKEN", "raftkv"))
     p.add_argument("--peer-secret", default=_env("PEER_SECRET", ""))
@@ -72,6 +84,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .server.config import ServerConfig, parse_initial_cluster
     from .server.logs import setup_logging
     from .server.main import run
+    from .server.membership import validate_url
 
     setup_logging(args.log_format, args.log_level)
     try:
@@ -79,7 +92,13 @@ def _serve(args: argparse.Namespace) -> int:
         phost, pport = _split_hostport(args.listen_peer)
         peer_url = args.advertise_peer_url or f"http://{phost}:{pport}"
         spec = args.initial_cluster or f"{args.name}={peer_url}"
-        initial = [] if args.join else parse_initial_cluster(spec)
+        join = args.join or args.initial_cluster_state == "existing"
+        initial = [] if join else parse_initial_cluster(spec)
+        discovery = tuple(
+            validate_url(u.strip()) for u in args.discovery_endpoints.split(",") if u.strip()
+        )
+        if join and args.member_id <= 0 and not discovery:
+            raise ValueError("joining needs --member-id or --discovery-endpoints")
     except (ValueError, argparse.ArgumentTypeError) as exc:
         print(f"raftkv serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -93,8 +112,9 @@ def _serve(args: argparse.Namespace) -> int:
         advertise_client_url=args.advertise_client_url,
         advertise_peer_url=args.advertise_peer_url,
         initial_cluster=initial,
-        join=args.join,
+        join=join,
         member_id=args.member_id,
+        discovery_endpoints=discovery,
         cluster_token=args.cluster_token,
         peer_secret=args.peer_secret,
         snapshot_count=args.snapshot_count,

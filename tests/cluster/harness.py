@@ -149,8 +149,16 @@ class LocalCluster:
             "5",
             *self.extra,
         ]
-        if join:
+        if join and member_id:
             cmd += ["--join", "--member-id", str(member_id)]
+        elif join:
+            others = [x.url for x in self.members.values() if x.name != m.name]
+            cmd += [
+                "--initial-cluster-state",
+                "existing",
+                "--discovery-endpoints",
+                ",".join(others),
+            ]
         else:
             cmd += ["--initial-cluster", self.initial]
         return cmd

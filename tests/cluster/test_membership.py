@@ -120,3 +120,41 @@ def test_membership_refusals(fresh_cluster: LocalCluster) -> None:
             json={"peer_urls": ["http://127.0.0.1:2"], "id": learner, "learner": True},
         )
         assert r.status_code == 409 and r.json()["error"] == "id_removed"
+
+
+def test_join_by_discovery_takes_the_learner_id_added_for_its_url(
+    fresh_cluster: LocalCluster,
+) -> None:
+    """How pods join under the operator: no id is given; the member finds the learner
+    added with its peer URL. A voter holding its URL (its volume was lost) is refused."""
+    c = fresh_cluster
+    c.start_all()
+    m4 = c.add_process("m4")
+    c.start("m4", join=True)
+    wait_for(lambda: m4.status()["role"] == "joining", 15, "m4 joining")
+    assert m4.status()["id"] == 0
+    assert httpx.get(m4.url + "/readyz").status_code == 503
+    with Client(c.endpoints()) as cl:
+        added = cl.add_member(m4.peer_url, name="m4", learner=True)
+    c.wait_ready(["m4"])
+    assert m4.status()["id"] == added.id
+    with Client(c.endpoints()) as cl:
+        cl.put("seen-by-m4", b"1")
+        cl.promote_member(added.id)
+    with Client([m4.url]) as cl:
+        assert cl.get("seen-by-m4") is not None
+
+    # m4's volume is lost while it is a voter: it must not take its old identity.
+    c.kill("m4")
+    c.wipe("m4")
+    c.start("m4", join=True)
+    wait_for(lambda: m4.status()["role"] == "joining", 15, "m4 joining again")
+    assert "refusing to take its identity" in wait_for(
+        lambda: "refusing" in m4.log() and m4.log(), 15, "refusal logged"
+    )
+    # Replace it: remove the old id, add a learner at the same URL; it joins as that.
+    with Client([c.leader().url]) as cl:
+        cl.remove_member(added.id)
+        fresh = cl.add_member(m4.peer_url, name="m4", learner=True)
+    c.wait_ready(["m4"])
+    assert m4.status()["id"] == fresh.id != added.id

@@ -145,6 +145,8 @@ def create_client_app(node: Node) -> FastAPI:
             await node.linearizable_barrier()
         elif consistency != "serializable":
             raise E.BadRequest("consistency must be linearizable or serializable")
+        elif node.raw is None:
+            raise E.Unavailable("member is joining the cluster", code="joining")
         elif node.removed:
             raise E.Gone(f"member {node.member_id} was removed from the cluster")
 
@@ -235,7 +237,8 @@ def create_client_app(node: Node) -> FastAPI:
     @app.get("/v1/members")
     async def list_members() -> Response:
         raw = node.raw
-        assert raw is not None
+        if raw is None:
+            raise E.Unavailable("member is joining the cluster", code="joining")
         return _json({"members": node.registry.view(raw.conf_state)})
 
     @app.post("/v1/members")

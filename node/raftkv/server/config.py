@@ -53,7 +53,11 @@ class ServerConfig:
     initial_cluster: list[InitialMember] = field(default_factory=list)
     join: bool = False
     member_id: int = 0
-    """Required when joining (the id the leader added us with); derived otherwise."""
+    """The id we were added with, when joining; 0 = find it by discovery."""
+    discovery_endpoints: tuple[str, ...] = ()
+    """Client URLs of the existing cluster (e.g. its client Service). A joining member
+    with an empty data dir and no id polls the member list there until a learner with
+    its own peer URL appears, and takes that id."""
     cluster_token: str = "raftkv"
     peer_secret: str = ""
     snapshot_count: int = 10_000

@@ -10,9 +10,12 @@ import socket
 from collections.abc import Iterator
 
 import uvicorn
+from starlette.types import Receive, Scope, Send
 
 from ..api.client_api import create_client_app
 from ..storage.errors import StorageError
+from ..transport import TransportOptions
+from ..transport.transport import peer_uvicorn_config
 from .config import ServerConfig
 from .meta import IdentityError
 from .node import Node
@@ -30,6 +33,36 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+class _PeerApp:
+    """The peer port, up from the start: a member that is still discovering its id
+    has no transport yet and answers 503 until it does."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        transport = self.node.transport
+        if transport is not None:
+            await transport.app(scope, receive, send)
+            return
+        if scope["type"] == "http":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1")],
+                }
+            )
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b'{"error":"joining","message":"member is joining"}',
+                }
+            )
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1013})
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -68,7 +101,6 @@ async def serve(cfg: ServerConfig) -> int:
         log.error("member cannot start: %s", exc)
         await node.stop()
         return EXIT_STARTUP
-    assert node.transport is not None
     stop = asyncio.Event()
     failed = False
 
@@ -93,7 +125,9 @@ async def serve(cfg: ServerConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     client = _server(create_client_app(node))
-    peer = _Server(node.transport.uvicorn_config(timeout_graceful_shutdown=2))
+    peer = _Server(
+        peer_uvicorn_config(_PeerApp(node), TransportOptions(), timeout_graceful_shutdown=2)
+    )
     tasks = [
         asyncio.create_task(peer.serve(sockets=[peer_sock])),
         asyncio.create_task(client.serve(sockets=[client_sock])),
@@ -130,8 +164,6 @@ async def serve(cfg: ServerConfig) -> int:
 def run(cfg: ServerConfig) -> int:
     try:
         import uvloop
-
-        runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is optional
-        runner = asyncio.run
-    return runner(serve(cfg))
+        return asyncio.run(serve(cfg))
+    return uvloop.run(serve(cfg))

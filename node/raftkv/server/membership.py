@@ -5,7 +5,7 @@ so all members agree on it and a removed id is refused everywhere, forever.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import msgpack
@@ -61,9 +61,10 @@ KV command is a msgpack array and can never start with it."""
 
 
 def encode_attrs(info: MemberInfo) -> bytes:
-    return ATTRS_TAG + msgpack.packb(
+    body: bytes = msgpack.packb(
         [info.id, info.name, list(info.peer_urls), list(info.client_urls)], use_bin_type=True
     )
+    return ATTRS_TAG + body
 
 
 def decode_attrs(data: bytes) -> MemberInfo | None:
@@ -92,11 +93,11 @@ class Registry:
         old = self.members.get(cc.node_id)
         if old is not None and not cc.context:
             return  # a promotion carries no attributes: keep what we know
-        self.members[cc.node_id] = info if old is None else replace(old, **_nonempty(info))
+        self.members[cc.node_id] = info if old is None else _merge(old, info)
 
     def apply_attrs(self, info: MemberInfo) -> None:
         if info.id in self.members:
-            self.members[info.id] = replace(self.members[info.id], **_nonempty(info))
+            self.members[info.id] = _merge(self.members[info.id], info)
 
     def max_id(self) -> int:
         return max((*self.members, *self.removed, 0))
@@ -142,12 +143,11 @@ class Registry:
         return out
 
 
-def _nonempty(info: MemberInfo) -> dict[str, object]:
-    out: dict[str, object] = {}
-    if info.name:
-        out["name"] = info.name
-    if info.peer_urls:
-        out["peer_urls"] = info.peer_urls
-    if info.client_urls:
-        out["client_urls"] = info.client_urls
-    return out
+def _merge(old: MemberInfo, new: MemberInfo) -> MemberInfo:
+    """Attributes an update leaves empty keep their old values."""
+    return MemberInfo(
+        old.id,
+        new.name or old.name,
+        new.peer_urls or old.peer_urls,
+        new.client_urls or old.client_urls,
+    )

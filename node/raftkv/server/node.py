@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import msgpack
 
+from ..client import AsyncClient, RaftKVError
 from ..kv.command import Command, CommandDecodeError
 from ..kv.store import ApplyResult, KVStore
 from ..metrics import Metrics, RaftGauges
@@ -47,7 +48,7 @@ from ..storage.recovery import RecoveredState
 from ..transport import PeerAuth, Transport
 from . import errors as E
 from .config import ServerConfig
-from .membership import MemberInfo, Registry, decode_attrs, encode_attrs
+from .membership import MemberInfo, Registry, decode_attrs, encode_attrs, validate_url
 from .meta import IdentityError, MemberMeta
 
 log = logging.getLogger("raftkv.node")
@@ -90,6 +91,7 @@ class Node:
         self.member_id = 0
         self.removed = False
         self.removed_by_peer = False
+        self.joining = False
         self.stopping = False
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="raftkv-io")
         self._snap_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raftkv-snap")
@@ -152,16 +154,19 @@ class Node:
                 )
             log.info("restarted member %d from %s", meta.member_id, cfg.data_dir)
         elif cfg.join:
-            if cfg.member_id <= 0:
-                raise ValueError("--join needs --member-id: the id the member was added with")
-            if meta is not None and meta.member_id != cfg.member_id:
+            if meta is not None and cfg.member_id and meta.member_id != cfg.member_id:
                 raise IdentityError(
                     f"{cfg.data_dir} belongs to member {meta.member_id}, not {cfg.member_id}"
                 )
-            self.member_id = cfg.member_id
-            MemberMeta(cfg.member_id, cfg.name, cfg.cluster_id).save(cfg.data_dir)
-            self.raw = RawNode.join(raft_cfg(cfg.member_id))
-            log.info("member %d waiting to be added to the cluster", cfg.member_id)
+            mid = cfg.member_id or (meta.member_id if meta is not None else 0)
+            if mid <= 0:
+                if not cfg.discovery_endpoints:
+                    raise ValueError("joining needs --member-id or --discovery-endpoints")
+                self.joining = True
+                self._tasks = [asyncio.create_task(self._discover(), name="raftkv-discovery")]
+                log.info("waiting to be added as a learner with peer URL %s", cfg.peer_url)
+                return
+            self._join_as(mid)
         else:
             me = next((m for m in cfg.initial_cluster if m.name == cfg.name), None)
             if me is None:
@@ -175,6 +180,48 @@ class Node:
                 raft_cfg(me.id), [m.id for m in cfg.initial_cluster], contexts
             )
             log.info("bootstrapping member %d of a new cluster", me.id)
+        await self._start_raft()
+
+    def _join_as(self, member_id: int) -> None:
+        self.member_id = member_id
+        MemberMeta(member_id, self.cfg.name, self.cfg.cluster_id).save(self.cfg.data_dir)
+        self.raw = RawNode.join(self._raft_config(member_id))
+        log.info("member %d waiting to be added to the cluster", member_id)
+
+    async def _discover(self) -> None:
+        """Find our id: the learner the cluster added with our peer URL. A voter with
+        our URL means our old identity is still in the configuration while our data
+        dir is empty (a lost volume): taking it could lose committed entries, so we
+        refuse and keep reporting no id until it is replaced."""
+        own = validate_url(self.cfg.peer_url)
+        warned = False
+        async with AsyncClient(list(self.cfg.discovery_endpoints), timeout=3, retries=0) as cl:
+            while True:
+                try:
+                    members = await cl.members()
+                except (RaftKVError, OSError) as exc:
+                    log.debug("discovery: %s", exc)
+                    members = []
+                for m in members:
+                    if own not in {_norm(u) for u in m.peer_urls}:
+                        continue
+                    if m.learner:
+                        log.info("discovered our member id %d (learner at %s)", m.id, own)
+                        self._join_as(m.id)
+                        self.joining = False
+                        await self._start_raft()
+                        return
+                    if not warned:
+                        log.warning(
+                            "voter %d holds our peer URL but our data dir is empty: "
+                            "refusing to take its identity; waiting to be replaced",
+                            m.id,
+                        )
+                        warned = True
+                await asyncio.sleep(1.0)
+
+    async def _start_raft(self) -> None:
+        cfg = self.cfg
         self.metrics.watch_raft(self._gauges)
         secret = cfg.peer_secret
         if not secret:
@@ -196,7 +243,7 @@ class Node:
         )
         self._sync_peers()
         await self.transport.start()
-        self._tasks = [
+        self._tasks += [
             asyncio.create_task(self._run(), name="raftkv-loop"),
             asyncio.create_task(self._ticker(), name="raftkv-ticker"),
         ]
@@ -622,6 +669,8 @@ class Node:
     # --- client operations ----------------------------------------------------------
 
     def _check_serving(self) -> None:
+        if self.raw is None:
+            raise E.Unavailable("member is joining the cluster", code="joining")
         if self.removed:
             raise E.Gone(f"member {self.member_id} was removed from the cluster")
         if self.stopping:
@@ -784,7 +833,24 @@ class Node:
 
     def status(self) -> dict[str, object]:
         raw = self.raw
-        assert raw is not None
+        if raw is None:
+            return {
+                "id": 0,
+                "name": self.cfg.name,
+                "cluster_id": self.cfg.cluster_id,
+                "role": "joining",
+                "leader": 0,
+                "term": 0,
+                "commit_index": 0,
+                "applied_index": 0,
+                "last_index": 0,
+                "snapshot_index": 0,
+                "removed": False,
+                "members": [],
+                "progress": {},
+                "keys": 0,
+                "peer_url": self.cfg.peer_url,
+            }
         st = raw.status()
         progress = {
             str(mid): {
@@ -815,6 +881,13 @@ class Node:
 
 
 META_FILE_NAME = "member.json"
+
+
+def _norm(url: str) -> str:
+    try:
+        return validate_url(url)
+    except ValueError:
+        return url
 
 
 def _removed_in_log(member_id: int, entries: list[Entry], commit: int) -> bool:

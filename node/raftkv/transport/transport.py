@@ -287,26 +287,33 @@ class Transport:
     def uvicorn_config(
         self, host: str = "127.0.0.1", port: int = 0, **overrides: Any
     ) -> uvicorn.Config:
-        """A uvicorn Config for the peer port with the settings this transport relies
-        on; `overrides` win (host/port do not matter when the caller passes its own
-        listening sockets to `Server.serve(sockets=...)`). Why each one:
-        - `ws_max_size`: uvicorn's 16 MiB default is below what a stream may carry;
-        - `ws_per_message_deflate=False`: compression is never negotiated anyway (our
-          client does not offer it), this just keeps the server from advertising it;
-        - `lifespan="off"`: the app has no startup work and the node loop owns it;
-        - `access_log=False`: one line per snapshot and stream is noise at info.
-        Also silences uvicorn's spurious error after a refused stream (see
-        `_DenialNoiseFilter`)."""
-        _install_denial_noise_filter()
-        settings: dict[str, Any] = {
-            "host": host,
-            "port": port,
-            "ws_max_size": self.options.max_receive_frame_bytes,
-            "ws_per_message_deflate": False,
-            "lifespan": "off",
-            "access_log": False,
-            "log_level": "warning",
-            "timeout_graceful_shutdown": self.options.stop_timeout,
-        }
-        settings.update(overrides)
-        return uvicorn.Config(self.app, **settings)
+        """A uvicorn Config serving `self.app`; see `peer_uvicorn_config`."""
+        return peer_uvicorn_config(self.app, self.options, host=host, port=port, **overrides)
+
+
+def peer_uvicorn_config(
+    app: Any, options: TransportOptions, host: str = "127.0.0.1", port: int = 0, **overrides: Any
+) -> uvicorn.Config:
+    """A uvicorn Config for the peer port with the settings this transport relies
+    on; `overrides` win (host/port do not matter when the caller passes its own
+    listening sockets to `Server.serve(sockets=...)`). Why each one:
+    - `ws_max_size`: uvicorn's 16 MiB default is below what a stream may carry;
+    - `ws_per_message_deflate=False`: compression is never negotiated anyway (our
+      client does not offer it), this just keeps the server from advertising it;
+    - `lifespan="off"`: the app has no startup work and the node loop owns it;
+    - `access_log=False`: one line per snapshot and stream is noise at info.
+    Also silences uvicorn's spurious error after a refused stream (see
+    `_DenialNoiseFilter`). `app` may be any ASGI app that fronts a transport's."""
+    _install_denial_noise_filter()
+    settings: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "ws_max_size": options.max_receive_frame_bytes,
+        "ws_per_message_deflate": False,
+        "lifespan": "off",
+        "access_log": False,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": options.stop_timeout,
+    }
+    settings.update(overrides)
+    return uvicorn.Config(app, **settings)
