@@ -74,9 +74,14 @@ def test_entries_are_handed_out_once_even_if_inputs_arrive_before_advance() -> N
     node.propose(b"b")  # while rd1 is being persisted
     rd2 = node.ready()
     assert [e.data for e in rd2.entries] == [b"b"]
-    assert [e.data for e in rd2.committed_entries] == [b"b"]
+    # The leader's own copy counts toward commit only once it is persisted.
+    assert rd2.committed_entries == []
     node.advance(rd1)
     node.advance(rd2)
+    rd3 = node.ready()
+    assert rd3.entries == []
+    assert [e.data for e in rd3.committed_entries] == [b"a", b"b"]
+    node.advance(rd3)
     assert not node.has_ready()
     assert node.applied == node.commit == 4
 
@@ -138,7 +143,10 @@ def test_soft_state_reports_leader_changes() -> None:
     rd = node.ready()
     assert rd.soft_state is not None
     assert rd.soft_state.role == Role.LEADER and rd.soft_state.leader == 1
-    assert rd.hard_state == HardState(term=2, vote=1, commit=2)
+    # The new leader's empty entry commits once it is on the leader's disk.
+    assert rd.hard_state == HardState(term=2, vote=1, commit=1)
+    node.advance(rd)
+    assert node.ready().hard_state == HardState(term=2, vote=1, commit=2)
 
 
 def test_committed_entries_are_always_handed_out_for_persistence_first() -> None:
@@ -166,7 +174,9 @@ def test_committed_entries_are_paced_by_max_committed_per_ready() -> None:
         rd = node.ready()
         sizes.append(len(rd.committed_entries))
         node.advance(rd)
-    assert sizes == [2, 2, 1]  # 1 bootstrap entry, the empty entry, 3 proposals
+    # The bootstrap entry is committed by construction; the empty entry and the 3
+    # proposals commit once persisted, then come out at most 2 per Ready.
+    assert sizes == [1, 2, 2]
 
 
 def test_has_ready_is_false_right_after_ready() -> None:

@@ -120,7 +120,7 @@ class Raft:
         for mid in self.conf_state.learners:
             prs[mid] = Progress(last + 1, self.cfg.max_inflight_msgs, learner=True, now=self.now)
         if self.id in prs:
-            prs[self.id].match = last
+            prs[self.id].match = min(last, self.log.stable)
         self.prs = prs
 
     def conf_state_at(self, index: int) -> ConfState:
@@ -432,11 +432,17 @@ class Raft:
         li = self.log.last_index()
         stamped = [Entry(self.term, li + 1 + i, e.type, e.data) for i, e in enumerate(ents)]
         self.log.append(stamped)
+        # The leader's own copy counts toward a quorum only once it is on disk (see
+        # on_persisted): then it may replicate before its own fsync (thesis §10.2.1)
+        # and a commit never rests on an entry the leader could still lose.
+
+    def on_persisted(self) -> None:
+        """The application made our log durable up to `log.stable`."""
+        if self.role != Role.LEADER:
+            return
         pr = self.prs.get(self.id)
-        if pr is not None:
-            pr.maybe_update(self.log.last_index())
-        # A single-voter cluster commits at once.
-        self._maybe_commit()
+        if pr is not None and pr.maybe_update(self.log.stable) and self._maybe_commit():
+            self._bcast_append()
 
     def _maybe_commit(self) -> bool:
         """§5.3/§5.4.2: commit the highest index a quorum of voters holds, but only if it

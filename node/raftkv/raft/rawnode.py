@@ -226,6 +226,7 @@ class RawNode:
         if rd.entries:
             last = rd.entries[-1]
             lg.stable_to(last.index, last.term)
+        self.raft.on_persisted()
         if rd.committed_entries:
             lg.applied_to(rd.committed_entries[-1].index)
 

@@ -35,6 +35,7 @@ from ..raft import (
     Entry,
     EntryType,
     Message,
+    MessageType,
     RaftError,
     RawNode,
     Ready,
@@ -446,6 +447,24 @@ class Node:
         loop = asyncio.get_running_loop()
         if rd.soft_state is not None:
             self._on_soft_state(rd.soft_state.leader)
+        # Replication traffic leaves before our own fsync: the core counts the
+        # leader's copy toward a quorum only after advance(), and followers ack only
+        # what they persisted, so the two fsyncs overlap (thesis §10.2.1). Anything
+        # that vouches for our own durable state (acks, votes) waits for the disk.
+        early, late = _split_messages(rd.messages)
+        if early and self.transport is not None:
+            self.transport.send(early)
+        # Committed entries that are already on our disk need not wait for this
+        # Ready's fsync either.
+        committed = rd.committed_entries
+        if committed and rd.snapshot is None:
+            stable = raw.raft.log.stable
+            n = 0
+            while n < len(committed) and committed[n].index <= stable:
+                n += 1
+            if n:
+                self._apply(committed[:n])
+                committed = committed[n:]
         # 1. persist
         if rd.snapshot is not None:
             snap = rd.snapshot
@@ -453,16 +472,16 @@ class Node:
         if rd.entries or rd.hard_state is not None:
             await loop.run_in_executor(self._executor, storage.wal.save, rd.hard_state, rd.entries)
         # 2. send
-        if rd.messages and self.transport is not None:
-            self.transport.send(rd.messages)
+        if late and self.transport is not None:
+            self.transport.send(late)
         # 3. install, apply
         if rd.snapshot is not None:
             self._install_snapshot_data(rd.snapshot)
             self._last_snapshot_index = rd.snapshot.metadata.index
             self.metrics.snapshots_received.inc()
             self._sync_peers()
-        if rd.committed_entries:
-            self._apply(rd.committed_entries)
+        if committed:
+            self._apply(committed)
         for dropped in rd.dropped_proposals:
             rid = _request_id_of(dropped)
             if rid:
@@ -903,6 +922,20 @@ def _removed_in_log(member_id: int, entries: list[Entry], commit: int) -> bool:
             if cc.type == ConfChangeType.REMOVE_NODE and cc.node_id == member_id:
                 return True
     return False
+
+
+_EARLY = frozenset(
+    {MessageType.APP, MessageType.HEARTBEAT, MessageType.SNAP, MessageType.TIMEOUT_NOW}
+)
+
+
+def _split_messages(msgs: list[Message]) -> tuple[list[Message], list[Message]]:
+    if not msgs:
+        return msgs, msgs
+    early = [m for m in msgs if m.type in _EARLY]
+    if len(early) == len(msgs):
+        return early, []
+    return early, [m for m in msgs if m.type not in _EARLY]
 
 
 def _resolve_reads(batch: _ReadBatch) -> None:
