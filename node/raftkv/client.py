@@ -31,7 +31,8 @@ Wire shapes (the contract the server implements; "rev" is a Raft index, an integ
                           start_after; "more" says whether keys beyond the page exist
     GET /v1/members       200 {"members": [member]}, member = {"id": int, "name": str,
                           "peer_urls": [str], "client_urls": [str], "learner": bool}
-    POST /v1/members      {"peer_urls": [str], "name": str|null, "learner": bool}
+    POST /v1/members      {"peer_urls": [str], "name": str|null, "learner": bool,
+                          "id": int (optional), "client_urls": [str] (optional)}
                           200/201 {"member": member}
     POST /v1/members/{id}/promote   200 {"member": member}
     DELETE /v1/members/{id}         200 {} (any JSON object)
@@ -567,8 +568,20 @@ def _member_id(member_id: int) -> str:
     return str(member_id)
 
 
-def _add_member_call(peer_url: str, name: str | None, learner: bool) -> _Call:
-    body = {"peer_urls": [peer_url], "name": name, "learner": learner}
+def _add_member_call(
+    peer_url: str,
+    name: str | None,
+    learner: bool,
+    member_id: int | None = None,
+    client_urls: Sequence[str] = (),
+) -> _Call:
+    body: dict[str, Any] = {"peer_urls": [peer_url], "name": name, "learner": learner}
+    if member_id is not None:
+        # The operator allocates ids itself so that an id is never reused, even across
+        # a lost member list; the server refuses an id that is in use or was removed.
+        body["id"] = int(_member_id(member_id))
+    if client_urls:
+        body["client_urls"] = list(client_urls)
     return _Call(
         "POST",
         "/v1/members",
@@ -756,9 +769,16 @@ class Client(_Base):
         return _parse_members(self._do(_MEMBERS))
 
     def add_member(
-        self, peer_url: str, *, name: str | None = None, learner: bool = False
+        self,
+        peer_url: str,
+        *,
+        name: str | None = None,
+        learner: bool = False,
+        id: int | None = None,
+        client_urls: Sequence[str] = (),
     ) -> Member:
-        return _parse_member_response(self._do(_add_member_call(peer_url, name, learner)))
+        call = _add_member_call(peer_url, name, learner, id, client_urls)
+        return _parse_member_response(self._do(call))
 
     def promote_member(self, member_id: int) -> Member:
         return _parse_member_response(self._do(_promote_call(member_id)))
@@ -901,9 +921,16 @@ class AsyncClient(_Base):
         return _parse_members(await self._do(_MEMBERS))
 
     async def add_member(
-        self, peer_url: str, *, name: str | None = None, learner: bool = False
+        self,
+        peer_url: str,
+        *,
+        name: str | None = None,
+        learner: bool = False,
+        id: int | None = None,
+        client_urls: Sequence[str] = (),
     ) -> Member:
-        return _parse_member_response(await self._do(_add_member_call(peer_url, name, learner)))
+        call = _add_member_call(peer_url, name, learner, id, client_urls)
+        return _parse_member_response(await self._do(call))
 
     async def promote_member(self, member_id: int) -> Member:
         return _parse_member_response(await self._do(_promote_call(member_id)))

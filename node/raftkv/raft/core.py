@@ -209,6 +209,10 @@ class Raft:
         if self.term != term:
             self.term = term
             self.vote = NONE
+            # Messages queued in an older term are stale, and an ack among them may
+            # vouch for entries a newer leader has just overwritten before they were
+            # persisted. Forwarded requests (term 0) stay.
+            self.msgs = [m for m in self.msgs if m.term == 0 or m.term >= term]
         self.lead = NONE
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
@@ -255,6 +259,10 @@ class Raft:
         # No configuration change until that entry commits (Ongaro's fix for
         # single-server changes across leader changes).
         self.pending_conf_index = self.log.last_index()
+        # Re-elected while our own removal is still uncommitted in the log: we are
+        # still on our way out and must refuse new proposals, or the remaining
+        # members can end up with logs none of them can win an election with.
+        self.removing_self = self._removal_pending()
         log.info("member %d: became leader at term %d", self.id, self.term)
 
     # --- ticks -------------------------------------------------------------------
@@ -443,6 +451,19 @@ class Raft:
         pr = self.prs.get(self.id)
         if pr is not None and pr.maybe_update(self.log.stable) and self._maybe_commit():
             self._bcast_append()
+
+    def _removal_pending(self) -> bool:
+        lg = self.log
+        for e in lg.entries[lg.committed - lg.offset :]:
+            if e.type != EntryType.CONF_CHANGE:
+                continue
+            try:
+                cc = decode_conf_change(e.data)
+            except InvalidConfChange:
+                continue
+            if cc.type == ConfChangeType.REMOVE_NODE and cc.node_id == self.id:
+                return True
+        return False
 
     def _maybe_commit(self) -> bool:
         """§5.3/§5.4.2: commit the highest index a quorum of voters holds, but only if it
