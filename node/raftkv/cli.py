@@ -360,13 +360,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_cluster(sub)
     sub.add_parser("demo", help="run a simulated three-member cluster in-process")
+    # The operator's own parser owns its flags (and --help); kopf is imported only
+    # when the operator actually runs.
+    sub.add_parser("operator", help="run the Kubernetes operator", add_help=False)
     _add_client(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "operator":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "serve":
         return _serve(args)
     if args.command == "cluster":
@@ -375,6 +380,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo()
+    if args.command == "operator":
+        from raftkv_operator.main import cli
+
+        return cli(extra)
     if args.command in ("put", "get", "del", "ls", "status", "member"):
         return _client_main(args)
     parser.print_help()

@@ -83,6 +83,9 @@ def _server(app: object) -> _Server:
         lifespan="off",
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=2,
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
     )
     return _Server(config)
 
