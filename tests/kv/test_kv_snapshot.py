@@ -119,3 +119,18 @@ def test_any_mutation_of_a_snapshot_is_detected(data: st.DataObject) -> None:
 def test_random_bytes_raise_snapshot_error(blob: bytes) -> None:
     with pytest.raises(SnapshotError):
         KVStore.from_snapshot(blob)
+
+
+def test_chunked_array_packing_is_byte_identical_to_one_packb() -> None:
+    """Snapshots are packed slice by slice (so the event loop is not stalled); the
+    bytes must be exactly those of one msgpack.packb call."""
+    import random
+
+    import msgpack
+
+    from raftkv.kv.store import _packed_array
+
+    rng = random.Random(7)
+    for n in (0, 1, 15, 16, 4095, 4096, 4097, 70_000):
+        items = [rng.choice([b"v" * rng.randint(0, 40), f"k{i}", i]) for i in range(n)]
+        assert b"".join(_packed_array(items)) == msgpack.packb(items, use_bin_type=True)

@@ -26,6 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from itertools import islice
+from typing import Any
 
 import msgpack
 
@@ -126,7 +127,16 @@ class SnapshotView:
                     r.deleted,
                 )
             )
-        body = msgpack.packb([self.applied_index, keys, values, revisions, ded], use_bin_type=True)
+        body = b"".join(
+            (
+                _array_header(5),
+                msgpack.packb(self.applied_index),
+                *_packed_array(keys),
+                *_packed_array(values),
+                *_packed_array(revisions),
+                *_packed_array(ded),
+            )
+        )
         crc = zlib.crc32(body)
         return b"".join(
             (_SNAPSHOT_MAGIC, bytes((_SNAPSHOT_VERSION,)), crc.to_bytes(4, "big"), body)
@@ -302,6 +312,29 @@ class KVStore:
         self._bytes = (
             sum(map(len, snap.keys)) + sum(map(len, snap.values)) + _ENTRY_OVERHEAD * len(snap.keys)
         )
+
+
+_PACK_CHUNK = 4096
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def _packed_array(items: list[Any]) -> list[bytes]:
+    """The bytes of `msgpack.packb(items)`, produced slice by slice: one packb call
+    over a whole large list holds the GIL throughout and would stall the event loop
+    (this runs in a worker thread) for tens of milliseconds."""
+    out = [_array_header(len(items))]
+    for i in range(0, len(items), _PACK_CHUNK):
+        chunk = items[i : i + _PACK_CHUNK]
+        packed: bytes = msgpack.packb(chunk, use_bin_type=True)
+        out.append(packed[len(_array_header(len(chunk))) :])
+    return out
 
 
 @dataclass(slots=True)
