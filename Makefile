@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/raftkv demo
+	$(BIN)/raftkv cluster
 
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q --cov=raftkv.raft --cov=raftkv.storage --cov-report=term --cov-fail-under=90
