@@ -925,7 +925,17 @@ def _removed_in_log(member_id: int, entries: list[Entry], commit: int) -> bool:
 
 
 _EARLY = frozenset(
-    {MessageType.APP, MessageType.HEARTBEAT, MessageType.SNAP, MessageType.TIMEOUT_NOW}
+    {
+        # The leader's replication traffic (its own copy counts only once persisted).
+        MessageType.APP,
+        MessageType.HEARTBEAT,
+        MessageType.SNAP,
+        MessageType.TIMEOUT_NOW,
+        # Requests and answers that vouch for nothing on our disk.
+        MessageType.PROP_FORWARD,
+        MessageType.READ_INDEX,
+        MessageType.READ_INDEX_RESP,
+    }
 )
 
 
