@@ -67,6 +67,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--cluster-token", default=_env("CLUSTER_TOKEN", "raftkv"))
     p.add_argument("--peer-secret", default=_env("PEER_SECRET", ""))
     p.add_argument("--snapshot-count", type=int, default=int(_env("SNAPSHOT_COUNT", "10000")))
+    p.add_argument(
+        "--snapshot-catchup-entries",
+        type=int,
+        default=int(_env("SNAPSHOT_CATCHUP_ENTRIES", "5000")),
+        help="entries kept behind a snapshot for slightly lagging followers",
+    )
     p.add_argument("--tick-ms", type=int, default=int(_env("TICK_MS", "100")))
     p.add_argument("--election-ticks", type=int, default=int(_env("ELECTION_TICKS", "10")))
     p.add_argument("--heartbeat-ticks", type=int, default=int(_env("HEARTBEAT_TICKS", "1")))
@@ -118,6 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
         cluster_token=args.cluster_token,
         peer_secret=args.peer_secret,
         snapshot_count=args.snapshot_count,
+        snapshot_catchup_entries=args.snapshot_catchup_entries,
         tick_ms=args.tick_ms,
         election_ticks=args.election_ticks,
         heartbeat_ticks=args.heartbeat_ticks,

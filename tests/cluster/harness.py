@@ -141,6 +141,8 @@ class LocalCluster:
             self.secret,
             "--snapshot-count",
             str(self.snapshot_count),
+            "--snapshot-catchup-entries",
+            str(min(5000, self.snapshot_count // 5)),
             "--tick-ms",
             str(self.tick_ms),
             "--request-timeout",

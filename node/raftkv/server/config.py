@@ -61,6 +61,7 @@ class ServerConfig:
     cluster_token: str = "raftkv"
     peer_secret: str = ""
     snapshot_count: int = 10_000
+    snapshot_catchup_entries: int = 5_000
     tick_ms: int = 100
     election_ticks: int = 10
     heartbeat_ticks: int = 1

@@ -256,6 +256,7 @@ class Node:
             id=member_id,
             election_tick=c.election_ticks,
             heartbeat_tick=c.heartbeat_ticks,
+            snapshot_catchup_entries=c.snapshot_catchup_entries,
             seed=int.from_bytes(os.urandom(8), "big"),
         )
 
