@@ -16,7 +16,13 @@ def test_json_log_lines_are_single_json_objects() -> None:
         import sys
 
         rec = logging.LogRecord(
-            "raftkv.node", logging.ERROR, __file__, 1, "member %d failed\nnext", (3,), sys.exc_info()
+            "raftkv.node",
+            logging.ERROR,
+            __file__,
+            1,
+            "member %d failed\nnext",
+            (3,),
+            sys.exc_info(),
         )
     line = fmt.format(rec)
     assert "\n" not in line
