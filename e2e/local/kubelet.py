@@ -1,0 +1,388 @@
+"""A tiny StatefulSet controller + kubelet for the local end-to-end run.
+
+The Kubernetes stand-in stores objects but runs no controllers, so this harness plays
+them, against the API only (never the emulator's store), polling every ``period``:
+
+- StatefulSet controller: for each ordinal below ``spec.replicas`` it creates the PVC
+  ``data-<sts>-<k>`` (with the ``kubernetes.io/pvc-protection`` finalizer) and the Pod;
+  Pods at or above it are terminated.
+- kubelet: a Pod is a real ``raftkv serve`` process on 127.0.0.1 whose environment is
+  the StatefulSet's container env with ``valueFrom`` resolved (Secret, ConfigMap,
+  downward API) and ``$(VAR)`` expanded, except the addresses, which come from the
+  same :class:`~raftkv_operator.naming.Addressing` the operator uses. Its data dir is
+  one directory per PVC uid; a process that exits is restarted (restartPolicy
+  Always); a deleted Pod gets SIGTERM; Pod status (phase, Ready from ``/readyz``) is
+  patched back.
+- PVC protection: a deleted PVC disappears (and its directory is wiped) only once no
+  process uses it.
+
+Every process is reaped by :meth:`Kubelet.close`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import kubernetes
+from kubernetes.client import ApiClient, ApiException
+
+from raftkv_operator import naming as n
+
+log = logging.getLogger("e2e.kubelet")
+
+JSON = dict[str, Any]
+MERGE = "application/merge-patch+json"
+PVC_PROTECTION = "kubernetes.io/pvc-protection"
+#: Ordinals the loopback addressing can serve (one port digit).
+MAX_ORDINALS = 10
+
+
+@dataclass
+class Proc:
+    pod: str
+    ordinal: int
+    pvc_uid: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    args: list[str]
+    env: dict[str, str]
+    terminating_since: float | None = None
+    restarts: int = 0
+
+
+@dataclass
+class Kubelet:
+    api_url: str
+    root: Path
+    addressing: n.Addressing
+    namespace: str = "default"
+    period: float = 0.1
+    extra_env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, Proc] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _ready: dict[str, bool] = field(default_factory=dict)
+    _exited_at: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.api = ApiClient(kubernetes.client.Configuration(host=self.api_url))
+        self.core = kubernetes.client.CoreV1Api(self.api)
+        self.apps = kubernetes.client.AppsV1Api(self.api)
+        self.http = httpx.Client(timeout=0.5)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> Kubelet:
+        self._thread = threading.Thread(target=self._loop, name="kubelet", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        with self._lock:
+            for proc in self.procs.values():
+                if proc.popen.poll() is None:
+                    proc.popen.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 8
+            for proc in self.procs.values():
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+                if proc.popen.poll() is None:
+                    proc.popen.kill()
+                    proc.popen.wait(timeout=5)
+            self.procs.clear()
+        self.http.close()
+        self.api.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync()
+            except Exception as exc:  # the test asserts on these
+                log.exception("kubelet sync failed")
+                self.errors.append(repr(exc))
+            self._stop.wait(self.period)
+
+    # ------------------------------------------------------------------ test hooks
+
+    def kill(self, pod: str) -> None:
+        """SIGKILL the member process (a crash); the kubelet restarts it."""
+        with self._lock:
+            self.procs[pod].popen.kill()
+
+    def wipe(self, pod: str) -> None:
+        """Lose the pod's data: kill it and empty its volume; it restarts on nothing."""
+        with self._lock:
+            proc = self.procs[pod]
+            proc.popen.kill()
+            proc.popen.wait(timeout=5)
+            shutil.rmtree(self._dir(proc.pvc_uid), ignore_errors=True)
+
+    def pid(self, pod: str) -> int | None:
+        proc = self.procs.get(pod)
+        return proc.popen.pid if proc is not None else None
+
+    def logs(self, pod: str) -> str:
+        proc = self.procs.get(pod)
+        if proc is None:
+            return ""
+        return proc.log_path.read_text(errors="replace")[-4000:]
+
+    # ------------------------------------------------------------------ one round
+
+    def sync(self) -> None:
+        ns = self.namespace
+        for sts in self.apps.list_namespaced_stateful_set(ns).items:
+            self._sync_statefulset(self.api.sanitize_for_serialization(sts))
+        with self._lock:
+            self._reap()
+            self._sync_pvcs()
+            self._report()
+
+    def _sync_statefulset(self, sts: JSON) -> None:
+        ns, name = self.namespace, sts["metadata"]["name"]
+        replicas = int(sts["spec"].get("replicas") or 0)
+        labels = sts["spec"]["selector"]["matchLabels"]
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        pods = {
+            p.metadata.name: p
+            for p in self.core.list_namespaced_pod(ns, label_selector=selector).items
+        }
+        pvcs = {
+            p.metadata.name: p
+            for p in self.core.list_namespaced_persistent_volume_claim(
+                ns, label_selector=selector
+            ).items
+        }
+        claim = sts["spec"]["volumeClaimTemplates"][0]
+        for k in range(replicas):
+            pod_name, pvc_name = f"{name}-{k}", f"{claim['metadata']['name']}-{name}-{k}"
+            pvc = pvcs.get(pvc_name)
+            if pvc is None:
+                pvc = self.core.create_namespaced_persistent_volume_claim(
+                    ns,
+                    {
+                        "metadata": {
+                            "name": pvc_name,
+                            "labels": labels,
+                            "finalizers": [PVC_PROTECTION],
+                        },
+                        "spec": claim["spec"],
+                    },
+                )
+                self.core.patch_namespaced_persistent_volume_claim_status(
+                    pvc_name, ns, {"status": {"phase": "Bound"}}, _content_type=MERGE
+                )
+            if pvc.metadata.deletion_timestamp:
+                continue  # the real controller also waits for a deleted claim to go
+            if pod_name not in pods:
+                pods[pod_name] = self.core.create_namespaced_pod(
+                    ns,
+                    {
+                        "metadata": {
+                            "name": pod_name,
+                            "labels": sts["spec"]["template"]["metadata"]["labels"],
+                        },
+                        "spec": sts["spec"]["template"]["spec"],
+                    },
+                )
+                with self._lock:
+                    self._ready.pop(pod_name, None)  # a new Pod object has no status yet
+                    old = self.procs.get(pod_name)
+                    if old is not None and old.popen.poll() is None:
+                        # The Pod was deleted under a running member: stop it first
+                        # (SIGTERM, grace period); the new Pod starts once it exited.
+                        if old.terminating_since is None:
+                            old.terminating_since = time.monotonic()
+                            old.popen.send_signal(signal.SIGTERM)
+                        continue
+                    self.procs.pop(pod_name, None)
+            with self._lock:
+                if pod_name not in self.procs:
+                    self._start(sts, k, pod_name, pvc.metadata.uid)
+        with self._lock:
+            for pod_name, proc in self.procs.items():
+                gone = pod_name not in pods and proc.popen.poll() is None
+                if (proc.ordinal >= replicas or gone) and proc.terminating_since is None:
+                    proc.terminating_since = time.monotonic()
+                    proc.popen.send_signal(signal.SIGTERM)
+            for pod_name in list(pods):
+                k = n.ordinal_of(pod_name, name)
+                proc = self.procs.get(pod_name)
+                if (
+                    k is not None
+                    and k >= replicas
+                    and (proc is None or proc.popen.poll() is not None)
+                ):
+                    with contextlib.suppress(ApiException):
+                        self.core.delete_namespaced_pod(pod_name, ns)
+                    self.procs.pop(pod_name, None)
+
+    def _reap(self) -> None:
+        """Restart exited members (restartPolicy Always), with a short back-off; finish
+        terminations that overran the grace period."""
+        now = time.monotonic()
+        for pod_name, proc in list(self.procs.items()):
+            code = proc.popen.poll()
+            if proc.terminating_since is not None:
+                if code is None and now - proc.terminating_since > 30:
+                    proc.popen.kill()
+                elif code is not None:
+                    self.procs.pop(pod_name)
+                    self._ready.pop(pod_name, None)
+                continue
+            if code is None:
+                continue
+            exited = self._exited_at.setdefault(pod_name, now)
+            if now - exited < 0.5:
+                continue
+            del self._exited_at[pod_name]
+            log.info("%s exited with %s; restarting", pod_name, code)
+            proc.popen = self._spawn(proc.args, proc.env, proc.log_path)
+            proc.restarts += 1
+
+    def _sync_pvcs(self) -> None:
+        for pvc in self.core.list_namespaced_persistent_volume_claim(self.namespace).items:
+            meta = pvc.metadata
+            if not meta.deletion_timestamp:
+                continue
+            in_use = any(
+                p.pvc_uid == meta.uid and p.popen.poll() is None for p in self.procs.values()
+            )
+            if in_use:
+                continue
+            for pod_name in [p for p, proc in self.procs.items() if proc.pvc_uid == meta.uid]:
+                self.procs.pop(pod_name)
+            shutil.rmtree(self._dir(meta.uid), ignore_errors=True)
+            with contextlib.suppress(ApiException):
+                self.core.patch_namespaced_persistent_volume_claim(
+                    meta.name,
+                    self.namespace,
+                    {"metadata": {"finalizers": None}},
+                    _content_type=MERGE,
+                )
+
+    def _report(self) -> None:
+        for pod_name, proc in self.procs.items():
+            ready = False
+            if proc.popen.poll() is None and proc.terminating_since is None:
+                url = self.addressing.client_url(
+                    self._owner(pod_name), self.namespace, proc.ordinal
+                )
+                try:
+                    ready = self.http.get(url + "/readyz").status_code == 200
+                except httpx.HTTPError:
+                    ready = False
+            if self._ready.get(pod_name) == ready:
+                continue
+            status = {
+                "phase": "Running" if proc.popen.poll() is None else "Pending",
+                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            }
+            try:
+                self.core.patch_namespaced_pod_status(
+                    pod_name, self.namespace, {"status": status}, _content_type=MERGE
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                continue
+            self._ready[pod_name] = ready
+
+    # ------------------------------------------------------------------ processes
+
+    def _owner(self, pod_name: str) -> str:
+        return pod_name.rsplit("-", 1)[0]
+
+    def _dir(self, pvc_uid: str) -> Path:
+        return self.root / "volumes" / pvc_uid
+
+    def _start(self, sts: JSON, ordinal: int, pod_name: str, pvc_uid: str) -> None:
+        name = sts["metadata"]["name"]
+        (container,) = sts["spec"]["template"]["spec"]["containers"]
+        env = self._resolve_env(container.get("env") or [], pod_name)
+        data_dir = self._dir(pvc_uid)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        peer_url = self.addressing.peer_url(name, self.namespace, ordinal)
+        client_url = self.addressing.client_url(name, self.namespace, ordinal)
+        env.update(
+            {
+                "RAFTKV_DATA_DIR": str(data_dir),
+                "RAFTKV_LISTEN_CLIENT": client_url.removeprefix("http://"),
+                "RAFTKV_LISTEN_PEER": peer_url.removeprefix("http://"),
+                "RAFTKV_ADVERTISE_CLIENT_URL": client_url,
+                "RAFTKV_ADVERTISE_PEER_URL": peer_url,
+                "RAFTKV_DISCOVERY_ENDPOINTS": ",".join(
+                    self.addressing.client_url(name, self.namespace, k) for k in range(MAX_ORDINALS)
+                ),
+                **self.extra_env,
+            }
+        )
+        args = [sys.executable, "-m", "raftkv.cli", "serve"]
+        log_path = self.root / "logs" / f"{pod_name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        popen = self._spawn(args, env, log_path)
+        self.procs[pod_name] = Proc(pod_name, ordinal, pvc_uid, popen, log_path, args, env)
+        self._ready.pop(pod_name, None)
+        log.info("started %s (ordinal %d) on %s", pod_name, ordinal, client_url)
+
+    def _spawn(
+        self, args: list[str], env: dict[str, str], log_path: Path
+    ) -> subprocess.Popen[bytes]:
+        with open(log_path, "ab") as out:
+            out.write(f"--- start {time.strftime('%H:%M:%S')} ---\n".encode())
+            out.flush()
+            return subprocess.Popen(
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+                cwd=self.root,
+            )
+
+    def _resolve_env(self, entries: list[JSON], pod_name: str) -> dict[str, str]:
+        """The container env as the kubelet computes it (valueFrom, then $(VAR))."""
+        out: dict[str, str] = {}
+        for entry in entries:
+            if "value" in entry:
+                value = re.sub(
+                    r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                    lambda m: out.get(m.group(1), m.group(0)),
+                    str(entry["value"]),
+                )
+            else:
+                source = entry["valueFrom"]
+                if "fieldRef" in source:
+                    assert source["fieldRef"]["fieldPath"] == "metadata.name"
+                    value = pod_name
+                elif "secretKeyRef" in source:
+                    ref = source["secretKeyRef"]
+                    secret = self.core.read_namespaced_secret(ref["name"], self.namespace)
+                    value = base64.b64decode(secret.data[ref["key"]]).decode()
+                else:
+                    ref = source["configMapKeyRef"]
+                    cm = self.core.read_namespaced_config_map(ref["name"], self.namespace)
+                    value = cm.data[ref["key"]]
+            out[entry["name"]] = value
+        return out

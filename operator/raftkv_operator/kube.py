@@ -1,0 +1,179 @@
+"""Kubernetes reads and writes for the operator, through the official ``kubernetes`` client.
+
+The client is synchronous; every call runs in a worker thread so kopf's event loop
+(watches, timers, other RaftKVs) never blocks on the API server. Expected answers are
+folded into return values here, once: 404 on read → None, 409 on create → "already
+there", 404 on delete → "already gone". Everything else raises ``ApiException``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, cast
+
+import kubernetes
+from kubernetes.client import ApiClient, ApiException
+
+from raftkv_operator import naming as n
+
+JSON = dict[str, Any]
+T = TypeVar("T")
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class StatusConflict(Exception):
+    """The RaftKV changed since it was read: its status must be read again before the
+    operator may write its bookkeeping (409/422 on the resourceVersion precondition)."""
+
+
+class KubeReader(Protocol):
+    async def read_raftkv(self, namespace: str, name: str) -> JSON | None: ...
+    async def read(self, kind: str, namespace: str, name: str) -> JSON | None: ...
+    async def list_pods(self, namespace: str, name: str) -> list[JSON]: ...
+    async def list_pvcs(self, namespace: str, name: str) -> list[JSON]: ...
+
+
+class KubeWriter(Protocol):
+    async def create(self, obj: JSON) -> bool: ...
+    async def scale_statefulset(self, namespace: str, name: str, replicas: int) -> None: ...
+    async def delete_pvc(self, namespace: str, name: str) -> bool: ...
+    async def patch_configmap(self, namespace: str, name: str, data: dict[str, str]) -> None: ...
+    async def patch_raftkv_status(
+        self, namespace: str, name: str, status: JSON, resource_version: str | None
+    ) -> str: ...
+
+
+class Kube:
+    """:class:`KubeReader` and :class:`KubeWriter` over a ``kubernetes.client.ApiClient``."""
+
+    def __init__(self, api: ApiClient) -> None:
+        self.api = api
+        self.core = kubernetes.client.CoreV1Api(api)
+        self.apps = kubernetes.client.AppsV1Api(api)
+        self.policy = kubernetes.client.PolicyV1Api(api)
+        self.custom = kubernetes.client.CustomObjectsApi(api)
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        return await asyncio.to_thread(fn)
+
+    def _plain(self, obj: Any) -> JSON:
+        out = self.api.sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
+        assert isinstance(out, dict)
+        return out
+
+    # ------------------------------------------------------------------ reads
+
+    async def read_raftkv(self, namespace: str, name: str) -> JSON | None:
+        def get() -> Any:
+            return self.custom.get_namespaced_custom_object(
+                n.GROUP, n.VERSION, namespace, n.PLURAL, name
+            )
+
+        try:
+            return dict(await self._call(get))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def read(self, kind: str, namespace: str, name: str) -> JSON | None:
+        readers: dict[str, Callable[[], Any]] = {
+            "Service": lambda: self.core.read_namespaced_service(name, namespace),
+            "Secret": lambda: self.core.read_namespaced_secret(name, namespace),
+            "ConfigMap": lambda: self.core.read_namespaced_config_map(name, namespace),
+            "StatefulSet": lambda: self.apps.read_namespaced_stateful_set(name, namespace),
+            "PodDisruptionBudget": lambda: self.policy.read_namespaced_pod_disruption_budget(
+                name, namespace
+            ),
+        }
+        try:
+            return self._plain(await self._call(readers[kind]))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def list_pods(self, namespace: str, name: str) -> list[JSON]:
+        selector = n.selector_string(name)
+        found = await self._call(
+            lambda: self.core.list_namespaced_pod(namespace, label_selector=selector)
+        )
+        return [self._plain(p) for p in found.items]
+
+    async def list_pvcs(self, namespace: str, name: str) -> list[JSON]:
+        selector = n.selector_string(name)
+        found = await self._call(
+            lambda: self.core.list_namespaced_persistent_volume_claim(
+                namespace, label_selector=selector
+            )
+        )
+        return [self._plain(p) for p in found.items]
+
+    # ------------------------------------------------------------------ writes
+
+    async def create(self, obj: JSON) -> bool:
+        namespace = obj["metadata"]["namespace"]
+        body: Any = obj  # the client accepts plain dicts as well as its models
+        creators: dict[str, Callable[[], Any]] = {
+            "Service": lambda: self.core.create_namespaced_service(namespace, body),
+            "Secret": lambda: self.core.create_namespaced_secret(namespace, body),
+            "ConfigMap": lambda: self.core.create_namespaced_config_map(namespace, body),
+            "StatefulSet": lambda: self.apps.create_namespaced_stateful_set(namespace, body),
+            "PodDisruptionBudget": lambda: self.policy.create_namespaced_pod_disruption_budget(
+                namespace, body
+            ),
+        }
+        try:
+            await self._call(creators[obj["kind"]])
+        except ApiException as exc:
+            if exc.status == 409:  # a re-run after a crash, or a watch that lagged
+                return False
+            raise
+        return True
+
+    async def scale_statefulset(self, namespace: str, name: str, replicas: int) -> None:
+        body = {"spec": {"replicas": replicas}}
+        await self._call(
+            lambda: self.apps.patch_namespaced_stateful_set(
+                name, namespace, body, _content_type=MERGE_PATCH
+            )
+        )
+
+    async def delete_pvc(self, namespace: str, name: str) -> bool:
+        try:
+            await self._call(
+                lambda: self.core.delete_namespaced_persistent_volume_claim(name, namespace)
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def patch_configmap(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        body = {"data": data}
+        await self._call(
+            lambda: self.core.patch_namespaced_config_map(
+                name, namespace, body, _content_type=MERGE_PATCH
+            )
+        )
+
+    async def patch_raftkv_status(
+        self, namespace: str, name: str, status: JSON, resource_version: str | None
+    ) -> str:
+        """Merge-patch ``status``; with ``resource_version``, only if nothing changed since."""
+        body: JSON = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        try:
+            result = await self._call(
+                lambda: self.custom.patch_namespaced_custom_object_status(
+                    n.GROUP, n.VERSION, namespace, n.PLURAL, name, body
+                )
+            )
+        except ApiException as exc:
+            if exc.status in (409, 422) and resource_version is not None:
+                raise StatusConflict(f"{namespace}/{name} changed since it was read") from exc
+            raise
+        return str(cast(JSON, result)["metadata"]["resourceVersion"])

@@ -1,0 +1,297 @@
+"""The Kubernetes objects one RaftKV owns, as plain JSON-ready dicts.
+
+Pure functions of the RaftKV (name, namespace, uid, spec): no API calls, no owner
+references (the executor adopts them with ``kopf.adopt``), so tests can validate each
+object against the official schemas and a reviewer can read the whole pod contract
+(env, probes, volumes) in one place.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from raftkv_operator import naming as n
+
+JSON = dict[str, Any]
+
+DEFAULT_IMAGE = "raftkv:0.1.0"
+#: Non-root uid/gid of the member process; fsGroup makes the PVC writable for it.
+MEMBER_UID = 10001
+#: Long enough for a leader to hand over leadership and flush its WAL on SIGTERM.
+TERMINATION_GRACE_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class RaftKVObject:
+    """The parts of a RaftKV object the builders read (metadata + spec, defaulted)."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int = 1
+    spec: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> RaftKVObject:
+        meta = body.get("metadata") or {}
+        return cls(
+            name=str(meta["name"]),
+            namespace=str(meta.get("namespace") or "default"),
+            uid=str(meta.get("uid") or ""),
+            generation=int(meta.get("generation") or 1),
+            spec=dict(body.get("spec") or {}),
+        )
+
+    @property
+    def replicas(self) -> int:
+        return int(self.spec.get("replicas", 3))
+
+    def raft(self, key: str, default: int) -> int:
+        return int((self.spec.get("raft") or {}).get(key, default))
+
+
+def peer_service(rkv: RaftKVObject) -> JSON:
+    """Headless, and publishing not-ready pods: a member must be reachable by its peers
+    (and by a joining learner) *before* it is ready, or no learner could ever catch up
+    and no cluster that lost quorum could elect a leader again."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(rkv, n.peer_service(rkv.name), "peer"),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": n.selector_labels(rkv.name),
+            "ports": [
+                {"name": "peer", "port": n.PEER_PORT, "targetPort": "peer"},
+                {"name": "client", "port": n.CLIENT_PORT, "targetPort": "client"},
+            ],
+        },
+    }
+
+
+def client_service(rkv: RaftKVObject) -> JSON:
+    """Routes only to ready members (the default): a member that is joining, removed or
+    cut off from its leader would only answer 503."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(rkv, n.client_service(rkv.name), "client"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": n.selector_labels(rkv.name),
+            "ports": [{"name": "client", "port": n.CLIENT_PORT, "targetPort": "client"}],
+        },
+    }
+
+
+def pod_disruption_budget(rkv: RaftKVObject) -> JSON:
+    """One voluntary disruption at a time, and none while any member is unready: with
+    an odd member count a single missing member never costs the quorum."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(rkv, n.pdb_name(rkv.name), "member"),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": n.selector_labels(rkv.name)},
+        },
+    }
+
+
+def peer_secret(rkv: RaftKVObject, secret: str | None = None) -> JSON:
+    """Created once with a random secret and never rewritten: changing it would cut
+    running members off from each other."""
+    value = secret if secret is not None else secrets.token_urlsafe(32)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(rkv, n.secret_name(rkv.name), "peer-secret"),
+        "type": "Opaque",
+        "data": {n.SECRET_KEY: base64.b64encode(value.encode()).decode()},
+    }
+
+
+def bootstrap_configmap(rkv: RaftKVObject, state: str) -> JSON:
+    """``new`` until ordinal 0 has bootstrapped, ``existing`` forever after: a pod that
+    restarts on an empty volume then joins instead of founding a second cluster."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(rkv, n.bootstrap_configmap(rkv.name), "bootstrap"),
+        "data": {n.BOOTSTRAP_KEY: state},
+    }
+
+
+def statefulset(rkv: RaftKVObject, replicas: int, default_image: str = DEFAULT_IMAGE) -> JSON:
+    """The members. ``Parallel`` pod management because ``OrderedReady`` deadlocks Raft:
+    after a quorum loss pod 0 cannot become ready until pod 1 is back, and the
+    controller would not recreate pod 1 until pod 0 is ready."""
+    spec = rkv.spec
+    storage = spec.get("storage") or {}
+    claim_spec: JSON = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": str(storage.get("size", "1Gi"))}},
+    }
+    if storage.get("storageClassName"):
+        claim_spec["storageClassName"] = storage["storageClassName"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(rkv, n.statefulset_name(rkv.name), "member"),
+        "spec": {
+            "replicas": replicas,
+            "serviceName": n.peer_service(rkv.name),
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate"},
+            # Scaled-away claims are the operator's to delete (only after the member
+            # left Raft); a deleted RaftKV takes its data with it.
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenDeleted": "Delete",
+                "whenScaled": "Retain",
+            },
+            "selector": {"matchLabels": n.selector_labels(rkv.name)},
+            "template": {
+                "metadata": {"labels": n.common_labels(rkv.name)},
+                "spec": pod_spec(rkv, default_image),
+            },
+            "volumeClaimTemplates": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": n.DATA_VOLUME, "labels": n.selector_labels(rkv.name)},
+                    "spec": claim_spec,
+                }
+            ],
+        },
+    }
+
+
+def pod_spec(rkv: RaftKVObject, default_image: str = DEFAULT_IMAGE) -> JSON:
+    spec = rkv.spec
+    container: JSON = {
+        "name": "raftkv",
+        "image": str(spec.get("image") or default_image),
+        "command": ["raftkv", "serve"],
+        "ports": [
+            {"name": "client", "containerPort": n.CLIENT_PORT, "protocol": "TCP"},
+            {"name": "peer", "containerPort": n.PEER_PORT, "protocol": "TCP"},
+        ],
+        "env": member_env(rkv),
+        "volumeMounts": [{"name": n.DATA_VOLUME, "mountPath": n.DATA_DIR}],
+        # Ready = a member that knows a leader and has applied what is committed.
+        "readinessProbe": _probe("/readyz", period=5, failures=3),
+        "livenessProbe": _probe("/healthz", period=10, failures=6),
+        # Replaying a long WAL can take a while; liveness starts only after this.
+        "startupProbe": _probe("/healthz", period=2, failures=60),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if spec.get("imagePullPolicy"):
+        container["imagePullPolicy"] = spec["imagePullPolicy"]
+    if spec.get("resources"):
+        container["resources"] = dict(spec["resources"])
+    pod: JSON = {
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": MEMBER_UID,
+            "runAsGroup": MEMBER_UID,
+            "fsGroup": MEMBER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "affinity": spec.get("affinity") or _spread(rkv.name),
+        "containers": [container],
+    }
+    if spec.get("tolerations"):
+        pod["tolerations"] = list(spec["tolerations"])
+    if spec.get("nodeSelector"):
+        pod["nodeSelector"] = dict(spec["nodeSelector"])
+    return pod
+
+
+def member_env(rkv: RaftKVObject) -> list[JSON]:
+    """The pod ↔ member contract (``raftkv serve`` reads every RAFTKV_* variable).
+
+    The advertised URLs use the pod's stable DNS name so they survive rescheduling;
+    they must equal what :class:`~raftkv_operator.naming.Addressing` computes by
+    default, because a joining member finds its id by its advertised peer URL.
+    """
+    peer_host = f"$(POD_NAME).{n.peer_service(rkv.name)}.{rkv.namespace}.svc"
+    return [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "RAFTKV_NAME", "value": "$(POD_NAME)"},
+        {"name": "RAFTKV_DATA_DIR", "value": n.DATA_DIR},
+        {"name": "RAFTKV_LISTEN_CLIENT", "value": f"0.0.0.0:{n.CLIENT_PORT}"},
+        {"name": "RAFTKV_LISTEN_PEER", "value": f"0.0.0.0:{n.PEER_PORT}"},
+        {"name": "RAFTKV_ADVERTISE_PEER_URL", "value": f"http://{peer_host}:{n.PEER_PORT}"},
+        {"name": "RAFTKV_ADVERTISE_CLIENT_URL", "value": f"http://{peer_host}:{n.CLIENT_PORT}"},
+        # metadata.uid: a re-created RaftKV of the same name is another cluster.
+        {"name": "RAFTKV_CLUSTER_TOKEN", "value": rkv.uid},
+        {
+            "name": "RAFTKV_PEER_SECRET",
+            "valueFrom": {"secretKeyRef": {"name": n.secret_name(rkv.name), "key": n.SECRET_KEY}},
+        },
+        {
+            "name": "RAFTKV_INITIAL_CLUSTER_STATE",
+            "valueFrom": {
+                "configMapKeyRef": {
+                    "name": n.bootstrap_configmap(rkv.name),
+                    "key": n.BOOTSTRAP_KEY,
+                }
+            },
+        },
+        {
+            "name": "RAFTKV_DISCOVERY_ENDPOINTS",
+            "value": n.client_service_url(rkv.name, rkv.namespace),
+        },
+        {"name": "RAFTKV_SNAPSHOT_COUNT", "value": str(rkv.raft("snapshotCount", 10000))},
+        {"name": "RAFTKV_TICK_MS", "value": str(rkv.raft("tickMs", 100))},
+        {"name": "RAFTKV_ELECTION_TICKS", "value": str(rkv.raft("electionTicks", 10))},
+        {"name": "RAFTKV_HEARTBEAT_TICKS", "value": str(rkv.raft("heartbeatTicks", 1))},
+        {"name": "RAFTKV_LOG_FORMAT", "value": "json"},
+    ]
+
+
+def _probe(path: str, *, period: int, failures: int) -> JSON:
+    return {
+        "httpGet": {"path": path, "port": "client", "scheme": "HTTP"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def _spread(name: str) -> JSON:
+    """Prefer one member per node (a node failure then costs one member, not quorum);
+    only preferred, so a small cluster still schedules."""
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": n.selector_labels(name)},
+                    },
+                }
+            ]
+        }
+    }
+
+
+def _meta(rkv: RaftKVObject, name: str, component: str) -> JSON:
+    return {
+        "name": name,
+        "namespace": rkv.namespace,
+        "labels": n.common_labels(rkv.name, component),
+    }

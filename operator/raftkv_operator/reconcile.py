@@ -1,0 +1,163 @@
+"""One reconcile pass: read fresh → observe → plan → execute one action → repeat.
+
+Level-triggered: a pass starts from nothing but what it reads, so it is the same
+whether a timer, a spec change or a restart after a crash started it. Each step
+re-reads the RaftKV (its status is the planner's memory and must be fresh) and
+re-observes the world before planning the next single action; a pass stops at the
+first step that waits, is refused or conflicts, and after ``max_steps`` actions so
+one RaftKV cannot monopolise the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from raftkv_operator import metrics
+from raftkv_operator import naming as n
+from raftkv_operator.executor import Context, EventSink, Executor, Outcome, Result
+from raftkv_operator.kube import KubeReader, KubeWriter
+from raftkv_operator.members import HttpAdmin, HttpProbe, MemberAdmin, MemberProbe
+from raftkv_operator.model import Action, PlannerConfig
+from raftkv_operator.objects import DEFAULT_IMAGE, RaftKVObject
+from raftkv_operator.observe import Snapshot, gather
+from raftkv_operator.planner import plan
+from raftkv_operator.status import bookkeeping_from_status, bootstrap_state, report
+
+log = logging.getLogger("raftkv.operator")
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Everything a deployment (or a test harness) may tune."""
+
+    addressing: n.Addressing = field(default_factory=n.Addressing)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    #: Seconds between timer-driven passes per RaftKV.
+    interval: float = 3.0
+    #: Actions per pass before yielding to the next timer tick.
+    max_steps: int = 8
+    default_image: str = DEFAULT_IMAGE
+
+
+class KubeAccess(KubeReader, KubeWriter, Protocol):
+    """Both halves of the Kubernetes adapter (``kube.Kube`` is one)."""
+
+
+class Reconciler:
+    """Runs passes for any number of RaftKVs, one pass at a time per RaftKV."""
+
+    def __init__(
+        self,
+        kube: KubeAccess,
+        config: OperatorConfig,
+        events_for: Callable[[Mapping[str, Any]], EventSink],
+        probe: MemberProbe | None = None,
+        admin_for: Callable[[Sequence[str]], MemberAdmin] = HttpAdmin,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.kube = kube
+        self.config = config
+        self.events_for = events_for
+        self.probe = probe if probe is not None else HttpProbe()
+        self.admin_for = admin_for
+        self.clock = clock
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._locks.pop((namespace, name), None)
+
+    async def reconcile(self, namespace: str, name: str) -> Outcome:
+        """One pass; never raises (the next timer tick is the retry)."""
+        lock = self._locks.setdefault((namespace, name), asyncio.Lock())
+        if lock.locked():
+            return Outcome.WAIT  # a pass is running; it sees whatever triggered this one
+        async with lock:
+            try:
+                return await self._pass(namespace, name)
+            except Exception:
+                metrics.RECONCILES.labels("error").inc()
+                log.exception(
+                    "reconcile of %s/%s failed; retrying on the next tick", namespace, name
+                )
+                return Outcome.RETRY
+
+    async def _pass(self, namespace: str, name: str) -> Outcome:
+        last: tuple[JSON, Snapshot, Action, Result] | None = None
+        for _ in range(self.config.max_steps):
+            body = await self.kube.read_raftkv(namespace, name)
+            if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+                return Outcome.DONE
+            step = await self._step(body)
+            last = (body, *step)
+            outcome = step[2].outcome
+            metrics.RECONCILES.labels(outcome.value).inc()
+            if outcome is not Outcome.ACTED:
+                break
+        assert last is not None
+        body, snapshot, action, result = last
+        if result.outcome is not Outcome.CONFLICT:
+            await self._write_report(body, snapshot, action)
+        return result.outcome
+
+    async def _step(self, body: JSON) -> tuple[Snapshot, Action, Result]:
+        rkv = RaftKVObject.from_body(body)
+        status = body.get("status") or {}
+        book = bookkeeping_from_status(status)
+        snapshot = await gather(
+            rkv, book, self.kube, self.probe, self.config.addressing, self.clock()
+        )
+        await self._sync_bootstrap_state(rkv, snapshot, bootstrap_state(book))
+        action = plan(snapshot.observed, self.config.planner)
+        ctx = Context(
+            rkv=rkv,
+            body=body,
+            resource_version=str(body["metadata"].get("resourceVersion", "")),
+            previous_status=status,
+            addressing=self.config.addressing,
+            default_image=self.config.default_image,
+        )
+        executor = Executor(self.kube, self.admin_for(snapshot.endpoints), self.events_for(body))
+        result = await executor.execute(action, ctx)
+        log.info(
+            "%s/%s: %s → %s (%s) %s",
+            rkv.namespace,
+            rkv.name,
+            type(action).__name__,
+            result.outcome.value,
+            result.reason,
+            result.message,
+        )
+        return snapshot, action, result
+
+    async def _sync_bootstrap_state(self, rkv: RaftKVObject, snap: Snapshot, want: str) -> None:
+        """Flip the bootstrap ConfigMap to ``existing`` as soon as bootstrap is recorded
+        done: level-triggered, so a crash between the status write and this patch is
+        repaired by the next pass."""
+        cm = snap.bootstrap_configmap
+        if cm is None:
+            return
+        if (cm.get("data") or {}).get(n.BOOTSTRAP_KEY) != want:
+            await self.kube.patch_configmap(
+                rkv.namespace, n.bootstrap_configmap(rkv.name), {n.BOOTSTRAP_KEY: want}
+            )
+
+    async def _write_report(self, body: JSON, snapshot: Snapshot, action: Action) -> None:
+        meta = body["metadata"]
+        current = body.get("status") or {}
+        new = report(
+            snapshot.observed,
+            action,
+            int(meta.get("generation") or 1),
+            current.get("conditions") or (),
+            self.clock(),
+        )
+        if all(current.get(k) == v for k, v in new.items()):
+            return  # unchanged: no write, no new resourceVersion, no watch event
+        await self.kube.patch_raftkv_status(meta.get("namespace"), meta["name"], new, None)
