@@ -370,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     # The operator's own parser owns its flags (and --help); kopf is imported only
     # when the operator actually runs.
     sub.add_parser("operator", help="run the Kubernetes operator", add_help=False)
+    # Like the operator, `verify` owns its flags (raftkv.verify.live), imported lazily.
+    sub.add_parser("verify", help="check a running cluster for linearizability", add_help=False)
     _add_client(sub)
     return p
 
@@ -377,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "operator":
+    if extra and args.command not in ("operator", "verify"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "serve":
         return _serve(args)
@@ -391,6 +393,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from raftkv_operator.main import cli
 
         return cli(extra)
+    if args.command == "verify":
+        from .verify.live import main as verify_main
+
+        return verify_main(extra)
     if args.command in ("put", "get", "del", "ls", "status", "member"):
         return _client_main(args)
     parser.print_help()

@@ -1,0 +1,391 @@
+"""A concurrent register workload against a raftkv cluster that records a checkable history.
+
+Used by the nemesis (tests/nemesis) and by `raftkv verify`. N asyncio clients issue reads,
+writes (every value unique in the run), compare-and-swaps and deletes over a small key set
+and record each op as a `raftkv.verify.Op`: invocation and completion on `time.monotonic`,
+and one of three outcomes (see `raftkv.verify.history`):
+
+- OK: the server answered success, or 412 to a CAS (`cas_failed=True`: an observation).
+- FAIL: the op certainly had no effect: a 4xx other than a CAS's 412, a 503 whose code is
+  not "indeterminate"/"timeout", or a connection that failed before the request was sent.
+- INFO: anything else: a timeout, a connection lost after sending, a 503 "indeterminate",
+  a 5xx the contract does not explain. The op may take effect at any time, or never.
+
+Exactly one attempt per op. Each client is an `AsyncClient` over a single endpoint with
+`retries=0`, so the client library never retries behind our back: a retry would be a
+second attempt whose effect window differs from what we recorded. (The library would reuse
+the X-Request-Id, so a retried write would still be applied at most once; one attempt is
+simply the easier history to reason about.) Clients are pinned to members round-robin, as in
+Jepsen, so a paused or partitioned member keeps its own clients and their failures show up
+in the history and the picture instead of being hidden by fail-over.
+
+CAS encoding. raftkv's CAS compares *revisions* (`If-Match: "<rev>"`), the checker's register
+compares *values*. A CAS here is: read the key (recorded as its own read op), then
+`PUT If-Match: <rev just read>` with a fresh value, recorded as `CAS(expected=value just
+read -> new value)`; if the read answered 404 it is `PUT If-None-Match: *`, recorded as
+`CAS(expected=absent -> new value)`. This is exact, not an approximation, because every
+value written in a run is unique and a revision is the Raft index of the write that
+produced it: the key's current revision is `r` iff the last write to the key is the one at
+index `r` iff the current value is the (unique) value that write stored. So "revision ==
+r" and "value == v" are the same predicate, and 412 means precisely "the value was not v".
+(It relies on the read's ETag matching its body; if the server ever paired a value with a
+wrong revision, the checker would see a CAS succeed or fail against the wrong value and
+report it, which is the behaviour we want.) "Absent" is not unique, but If-None-Match tests
+absence directly, so the create-only case needs no uniqueness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from raftkv.client import (
+    AsyncClient,
+    Consistency,
+    GetResult,
+    Indeterminate,
+    PreconditionFailed,
+    RaftKVError,
+    Unavailable,
+)
+from raftkv.verify.history import Op, OpKind, OpStatus, Value
+
+__all__ = [
+    "OpMix",
+    "Recorder",
+    "WorkloadConfig",
+    "final_reads",
+    "outcome_of",
+    "run_workload",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class OpMix:
+    """Relative weights of the op kinds (a CAS also issues the read it is based on)."""
+
+    read: float = 0.45
+    write: float = 0.30
+    cas: float = 0.20
+    delete: float = 0.05
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkloadConfig:
+    endpoints: Sequence[str]
+    keys: Sequence[str]
+    clients: int = 6
+    duration: float = 60.0
+    """Seconds; `run_workload`'s stop event may end the run earlier."""
+    rate: float | None = None
+    """Cap on ops started per second over all clients (None: as fast as answers come)."""
+    timeout: float = 1.5
+    """Per-request timeout; a write that times out is recorded INFO."""
+    consistency: Consistency = "linearizable"
+    """Read consistency. "serializable" is not linearizable by design; the nemesis uses it
+    to prove the checker catches stale reads."""
+    mix: OpMix = field(default_factory=OpMix)
+    seed: int = 0
+    value_prefix: str = ""
+    """Prepended to every written value, e.g. a run id, so values stay unique even across
+    runs that share keys."""
+    pin: bool = True
+    """Pin client i to endpoint i % n; False rotates each client over all endpoints."""
+
+
+class Recorder:
+    """Collects ops with unique ids. Thread-safe, so a fault thread can add probe ops."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ops: list[Op] = []
+        self._next_id = 0
+
+    def add(
+        self,
+        *,
+        client: int,
+        key: str,
+        kind: OpKind,
+        call: float,
+        ret: float | None,
+        status: OpStatus,
+        value: Value = None,
+        expected: Value = None,
+        cas_failed: bool = False,
+    ) -> Op:
+        with self._lock:
+            op = Op(
+                id=self._next_id,
+                client=client,
+                key=key,
+                kind=kind,
+                call=call,
+                ret=ret,
+                status=status,
+                value=value,
+                expected=expected,
+                cas_failed=cas_failed,
+            )
+            self._next_id += 1
+            self._ops.append(op)
+            return op
+
+    def ops(self) -> list[Op]:
+        """A snapshot, sorted by invocation time."""
+        with self._lock:
+            return sorted(self._ops, key=lambda o: (o.call, o.id))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._ops)
+
+
+def outcome_of(exc: BaseException) -> OpStatus:
+    """FAIL only when the error proves the op had no effect; INFO otherwise."""
+    if isinstance(exc, Indeterminate):
+        return OpStatus.INFO
+    if isinstance(exc, Unavailable):
+        # A 503 whose code is not "indeterminate", or a connection that never carried the
+        # request (the client maps a sent-then-lost write to Indeterminate).
+        return OpStatus.FAIL
+    if isinstance(exc, RaftKVError) and 400 <= exc.status < 500:
+        return OpStatus.FAIL
+    return OpStatus.INFO
+
+
+def _text(raw: bytes) -> Value:
+    """Values we write are ASCII; keep them as str so the history reads well."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw
+
+
+class _Pacer:
+    """Spreads op starts evenly at `rate` per second over all clients (single event loop)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self._interval = 0.0 if not rate else 1.0 / rate
+        self._next = time.monotonic()
+
+    async def wait(self) -> None:
+        if not self._interval:
+            return
+        now = time.monotonic()
+        slot = max(self._next, now)
+        self._next = slot + self._interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+class _Worker:
+    def __init__(
+        self,
+        idx: int,
+        cfg: WorkloadConfig,
+        rec: Recorder,
+        clients: list[AsyncClient],
+    ) -> None:
+        self.idx = idx
+        self.cfg = cfg
+        self.rec = rec
+        self.clients = clients
+        self.rng = random.Random(f"{cfg.seed}/{idx}")
+        self.seq = 0
+        self.turn = 0
+
+    def _client(self) -> AsyncClient:
+        c = self.clients[self.turn % len(self.clients)]
+        if not self.cfg.pin:
+            self.turn += 1
+        return c
+
+    def _value(self) -> str:
+        self.seq += 1
+        return f"{self.cfg.value_prefix}c{self.idx}.{self.seq}"
+
+    async def read(self, c: AsyncClient, key: str) -> tuple[bool, GetResult | None]:
+        call = time.monotonic()
+        try:
+            r = await c.get(key, consistency=self.cfg.consistency)
+        except Exception as exc:  # a failed read has no effect: FAIL and INFO both drop it
+            self.rec.add(
+                client=self.idx,
+                key=key,
+                kind=OpKind.READ,
+                call=call,
+                ret=time.monotonic(),
+                status=outcome_of(exc),
+            )
+            return False, None
+        self.rec.add(
+            client=self.idx,
+            key=key,
+            kind=OpKind.READ,
+            call=call,
+            ret=time.monotonic(),
+            status=OpStatus.OK,
+            value=None if r is None else _text(r.value),
+        )
+        return True, r
+
+    async def write(self, c: AsyncClient, key: str) -> None:
+        value = self._value()
+        call = time.monotonic()
+        try:
+            await c.put(key, value.encode())
+            status = OpStatus.OK
+        except Exception as exc:
+            status = outcome_of(exc)
+        self.rec.add(
+            client=self.idx,
+            key=key,
+            kind=OpKind.WRITE,
+            call=call,
+            ret=time.monotonic(),
+            status=status,
+            value=value,
+        )
+
+    async def delete(self, c: AsyncClient, key: str) -> None:
+        call = time.monotonic()
+        try:
+            await c.delete(key)
+            status = OpStatus.OK
+        except Exception as exc:
+            status = outcome_of(exc)
+        self.rec.add(
+            client=self.idx,
+            key=key,
+            kind=OpKind.DELETE,
+            call=call,
+            ret=time.monotonic(),
+            status=status,
+        )
+
+    async def cas(self, c: AsyncClient, key: str) -> None:
+        ok, current = await self.read(c, key)
+        if not ok:
+            return
+        expected: Value = None if current is None else _text(current.value)
+        value = self._value()
+        cas_failed = False
+        call = time.monotonic()
+        try:
+            if current is None:
+                await c.put(key, value.encode(), if_none_match=True)
+            else:
+                await c.put(key, value.encode(), if_match=current.revision)
+            status = OpStatus.OK
+        except PreconditionFailed:
+            status, cas_failed = OpStatus.OK, True
+        except Exception as exc:
+            status = outcome_of(exc)
+        self.rec.add(
+            client=self.idx,
+            key=key,
+            kind=OpKind.CAS,
+            call=call,
+            ret=time.monotonic(),
+            status=status,
+            value=value,
+            expected=expected,
+            cas_failed=cas_failed,
+        )
+
+    async def run(self, pacer: _Pacer, deadline: float, stop: threading.Event) -> None:
+        m = self.cfg.mix
+        kinds = ["read", "write", "cas", "delete"]
+        weights = [m.read, m.write, m.cas, m.delete]
+        while not stop.is_set():
+            await pacer.wait()
+            if stop.is_set() or time.monotonic() >= deadline:
+                return
+            key = self.rng.choice(list(self.cfg.keys))
+            kind = self.rng.choices(kinds, weights)[0]
+            c = self._client()
+            if kind == "read":
+                await self.read(c, key)
+            elif kind == "write":
+                await self.write(c, key)
+            elif kind == "cas":
+                await self.cas(c, key)
+            else:
+                await self.delete(c, key)
+
+
+async def run_workload(
+    cfg: WorkloadConfig, rec: Recorder, stop: threading.Event | None = None
+) -> None:
+    """Run the clients until `cfg.duration` passes or `stop` is set, then wait for the ops
+    in flight (each bounded by `cfg.timeout`), so every op invoked is recorded."""
+    if not cfg.endpoints or not cfg.keys or cfg.clients < 1:
+        raise ValueError("need at least one endpoint, one key and one client")
+    stop = stop or threading.Event()
+    eps = list(cfg.endpoints)
+    per_ep = [AsyncClient([ep], timeout=cfg.timeout, retries=0) for ep in eps]
+    workers = []
+    for i in range(cfg.clients):
+        first = i % len(eps)
+        mine = [per_ep[first]] if cfg.pin else [*per_ep[first:], *per_ep[:first]]
+        workers.append(_Worker(i, cfg, rec, mine))
+    pacer = _Pacer(cfg.rate)
+    deadline = time.monotonic() + cfg.duration
+    try:
+        await asyncio.gather(*(w.run(pacer, deadline, stop) for w in workers))
+    finally:
+        for c in per_ep:
+            await c.aclose()
+
+
+async def final_reads(
+    endpoints: Sequence[str],
+    keys: Sequence[str],
+    rec: Recorder,
+    *,
+    client: int = -1,
+    timeout: float = 2.0,
+    deadline_s: float = 30.0,
+) -> dict[str, Value]:
+    """A linearizable read of every key, trying members in turn until one answers; the
+    successful attempt is recorded (a read has no effect, so the failed tries need not
+    be). These reads pin down the final state: a lost acknowledged write shows up here
+    even if no client happened to read the key after it. Keys not read by the deadline
+    are missing from the result."""
+    out: dict[str, Value] = {}
+    deadline = time.monotonic() + deadline_s
+    clients = [AsyncClient([ep], timeout=timeout, retries=0) for ep in endpoints]
+    try:
+        for key in keys:
+            turn = 0
+            while time.monotonic() < deadline:
+                c = clients[turn % len(clients)]
+                turn += 1
+                call = time.monotonic()
+                try:
+                    r = await c.get(key)
+                except RaftKVError:
+                    if turn % len(clients) == 0:
+                        await asyncio.sleep(0.2)
+                    continue
+                value = None if r is None else _text(r.value)
+                rec.add(
+                    client=client,
+                    key=key,
+                    kind=OpKind.READ,
+                    call=call,
+                    ret=time.monotonic(),
+                    status=OpStatus.OK,
+                    value=value,
+                )
+                out[key] = value
+                break
+    finally:
+        for c in clients:
+            await c.aclose()
+    return out
