@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from raftkv.kv import ApplyError, ApplyOrderError, ApplyResult, Command, KVStore, Op
+from raftkv.kv.store import EPHEMERAL_ID_PREFIX
 
 
 def put(key: str, value: bytes = b"v", **kw: object) -> Command:
@@ -131,12 +132,28 @@ def test_request_id_reused_for_another_key_is_a_conflict() -> None:
 
 def test_dedup_table_is_bounded_fifo() -> None:
     s = KVStore(dedup_capacity=2)
-    ids = [bytes([i]) * 16 for i in range(3)]
+    ids = [bytes([i]) * 16 for i in range(1, 4)]
     for i, rid in enumerate(ids, start=1):
         s.apply(i, put(f"k{i}", request_id=rid))
     assert s.dedup_size == 2
     assert not s.apply(4, put("k1", request_id=ids[0])).replayed  # evicted: applied again
     assert s.apply(5, put("k3", request_id=ids[2])).replayed
+    # The order survives a snapshot: the next eviction takes its oldest id (ids[2]).
+    t = KVStore.from_snapshot(s.snapshot(), dedup_capacity=2)
+    assert t.dedup_size == 2
+    t.apply(6, put("k6", request_id=b"\x07" * 16))
+    assert not t.apply(7, put("k3", request_id=ids[2])).replayed
+    assert t.apply(8, put("k6", request_id=b"\x07" * 16)).replayed
+
+
+def test_member_made_ids_are_not_remembered() -> None:
+    """A member invents an id (NUL-prefixed) for a client that sent none, only to match
+    the applied entry to the waiting request; nobody can retry it, so no dedup slot."""
+    s = KVStore()
+    rid = EPHEMERAL_ID_PREFIX + os.urandom(15)
+    assert s.apply(1, put("k", request_id=rid)).ok
+    assert s.dedup_size == 0
+    assert not s.apply(2, put("k", request_id=rid)).replayed
 
 
 def test_range_prefix_limit_and_pagination() -> None:

@@ -28,7 +28,7 @@ from raftkv.raft import (
     decode_conf_change,
     errors,
 )
-from raftkv.raft.types import LOCAL_MESSAGES, ProgressState
+from raftkv.raft.types import LOCAL_MESSAGES, ProgressState, Ready
 
 from .harness import Network, conf
 
@@ -134,6 +134,37 @@ def test_hard_state_only_when_changed() -> None:
     assert rd.messages and rd.hard_state is None and rd.soft_state is None
     assert not rd.must_sync
     n2.advance(rd)
+
+
+def test_commit_only_hard_state_needs_no_fsync_but_term_vote_and_conf_changes_do() -> None:
+    """etcd/raft's MustSync: a Ready that only moves the commit index may be written
+    without an fsync; new entries, a new term or vote, and a committed configuration
+    change may not."""
+    net = Network([1, 2, 3], pre_vote=False)
+    net.nodes[1].campaign()
+    rd = net.nodes[1].ready()  # a new term and a vote for itself
+    assert rd.hard_state is not None and rd.vote_changed and rd.must_sync
+    net.handle_ready(1, rd)
+    net.stabilize()
+    leader = net.nodes[1]
+    assert leader.role == Role.LEADER
+    leader.propose(b"x")
+    rd = leader.ready()
+    assert rd.entries and rd.must_sync
+    net.handle_ready(1, rd)
+    while net.queue:  # the followers persist and acknowledge
+        net.deliver_one()
+        if not leader.has_ready():
+            continue
+        rd = leader.ready()
+        if rd.hard_state is not None and not rd.entries:
+            assert rd.hard_state.commit == leader.last_index
+            assert not rd.vote_changed and not rd.must_sync
+        net.handle_ready(1, rd)
+    # A committed configuration change must be synced even with nothing else to write.
+    cc = Ready(committed_entries=[Entry(2, 9, EntryType.CONF_CHANGE, b"")])
+    assert cc.must_sync
+    assert not Ready(hard_state=HardState(2, 1, 9)).must_sync
 
 
 def test_soft_state_reports_leader_changes() -> None:

@@ -6,7 +6,21 @@ from __future__ import annotations
 
 import pytest
 
-from raftkv.raft import ConfChange, ConfChangeType, Message, MessageType, NoLeader, ReadState, Role
+from raftkv.raft import (
+    ConfChange,
+    ConfChangeType,
+    Config,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    NoLeader,
+    RawNode,
+    ReadState,
+    Role,
+    encode_conf_change,
+)
 
 from .harness import Network
 
@@ -145,3 +159,26 @@ def test_6_4_candidate_ignores_forwarded_reads() -> None:
     net.nodes[2].step(Message(MT.READ_INDEX, to=2, sender=3, context=b"r"))
     net.process(2)
     assert not [m for m in net.queue if m.type == MT.READ_INDEX_RESP]
+
+
+def test_6_4_a_lone_voter_waits_for_its_term_entry_after_losing_its_commit_index() -> None:
+    """The commit index is written without an fsync when nothing else changed, so a
+    single-voter member may restart with commit 1 although 3 was committed (and read).
+    Answering a read at 1 would be stale; it must wait for its new term's entry."""
+    boot = Entry(
+        1, 1, EntryType.CONF_CHANGE, encode_conf_change(ConfChange(ConfChangeType.ADD_NODE, 1))
+    )
+    log = [boot, Entry(1, 2, data=b"a"), Entry(1, 3, data=b"b")]
+    node = RawNode.restart(Config(id=1, seed=1), HardState(1, 1, 1), None, log)
+    node.campaign()
+    assert node.role == Role.LEADER
+    node.read_index(b"r")
+    rd = node.ready()
+    assert rd.read_states == []  # not yet: commit is still the stale 1
+    node.advance(rd)
+    states = []
+    while node.has_ready():
+        rd = node.ready()
+        states += rd.read_states
+        node.advance(rd)
+    assert states == [ReadState(4, b"r")]

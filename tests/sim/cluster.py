@@ -433,6 +433,9 @@ class Cluster:
         h.reads = []
         if purge_outgoing:
             self.purged.add((node, h.incarnation))
+        if h.store.lose_unsynced_commit(self.rng):
+            self.checker.track(node).hard_state = h.store.hard_state
+            self.trace.note(self.now, f"{node} lost unsynced commit: now {_fmt_hs(h.store)}")
         self.stats.crashes += 1
         self.trace.note(
             self.now, f"CRASH {node}{' (its in-flight messages lost)' if purge_outgoing else ''}"
@@ -565,6 +568,8 @@ class Cluster:
             st.append(rd.entries)
         if rd.hard_state is not None:
             st.hard_state = rd.hard_state
+        if rd.must_sync:
+            st.synced_commit = st.hard_state.commit  # the fsync covers earlier records too
         ck.on_persist(node, st, rd.entries, rd.hard_state, rd.snapshot)
         if rd.entries or rd.hard_state is not None or rd.snapshot is not None:
             self.trace.add(self.now, _fmt_persist, node, rd)
@@ -659,8 +664,7 @@ class Cluster:
             remaining = ck.conf_at(index).voters
             if all(
                 self.hosts[v].stopped
-                or max(self.hosts[v].store.hard_state.commit, self.hosts[v].store.snap_index)
-                >= index
+                or max(self.hosts[v].store.synced_commit, self.hosts[v].store.snap_index) >= index
                 for v in remaining
                 if v in self.hosts
             ):

@@ -9,6 +9,7 @@ every stored entry >= i) is the one docs/raft-core-api.md prescribes.
 from __future__ import annotations
 
 import itertools
+import random
 from dataclasses import dataclass, field
 
 from raftkv.raft.types import Entry, HardState, Snapshot
@@ -24,6 +25,18 @@ class DurableStore:
     snapshot: Snapshot | None = None
     entries: list[Entry] = field(default_factory=list)
     """Contiguous; entries[0].index == snap_index + 1 when non-empty."""
+    synced_commit: int = 0
+    """The commit index as of the last fsync. A Ready whose hard state only moved the
+    commit index is written without one (Ready.must_sync), so a crash may lose any
+    suffix of the commit records after it: `lose_unsynced_commit` models that."""
+
+    def lose_unsynced_commit(self, rng: random.Random) -> bool:
+        hs = self.hard_state
+        if hs.commit <= self.synced_commit:
+            return False
+        commit = rng.randint(self.synced_commit, hs.commit)
+        self.hard_state = HardState(hs.term, hs.vote, commit)
+        return commit != hs.commit
 
     @property
     def snap_index(self) -> int:

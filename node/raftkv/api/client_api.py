@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..kv.command import Command, Op
-from ..kv.store import ApplyError, ApplyResult
+from ..kv.store import EPHEMERAL_ID_PREFIX, ApplyError, ApplyResult
 from ..raft import ConfChange, ConfChangeType
 from ..server import errors as E
 from ..server.membership import InvalidURL, MemberInfo, validate_url
@@ -86,10 +86,11 @@ def _parse_rev(value: str) -> int:
 def _request_id(request: Request) -> bytes:
     rid = request.headers.get("x-request-id")
     if rid is None:
-        return os.urandom(16)
+        # Unique, never retried, so the state machine need not remember it.
+        return EPHEMERAL_ID_PREFIX + os.urandom(15)
     b = rid.encode()
-    if not b or len(b) > 64:
-        raise E.BadRequest("X-Request-Id must be 1 to 64 characters")
+    if not b or len(b) > 64 or b[:1] == EPHEMERAL_ID_PREFIX:
+        raise E.BadRequest("X-Request-Id must be 1 to 64 printable characters")
     return b
 
 

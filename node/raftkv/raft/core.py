@@ -570,12 +570,14 @@ class Raft:
             self._send(m)
 
     def _handle_read_index_as_leader(self, m: Message) -> None:
-        if len(self._voters()) == 1 and self.id in self._voters():
-            self._respond_read_index(m, self.log.committed)
-            return
         if not self._committed_in_term():
             # Our commit index may be stale until our first entry commits (thesis §6.4).
+            # A lone voter too: the commit index is not fsynced on its own (see
+            # Ready.must_sync), so after a restart it may lag what was committed.
             self.pending_reads.append(m)
+            return
+        if len(self._voters()) == 1 and self.id in self._voters():
+            self._respond_read_index(m, self.log.committed)
             return
         self.read_only.add_request(self.log.committed, m)
         self.read_only.recv_ack(self.id, m.context)

@@ -201,8 +201,10 @@ class RawNode:
             rd.soft_state = soft
             self._prev_soft = soft
         hard = raft_hard_state(r)
-        if hard != self._prev_hard:
+        prev = self._prev_hard
+        if hard != prev:
             rd.hard_state = hard
+            rd.vote_changed = hard.term != prev.term or hard.vote != prev.vote
             self._prev_hard = hard
         if lg.pending_snapshot is not None and not lg.snapshot_in_progress:
             rd.snapshot = lg.pending_snapshot

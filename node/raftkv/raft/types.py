@@ -180,10 +180,31 @@ class Ready:
     dropped_proposals: list[bytes] = field(default_factory=list)
     """Data of proposals this member had forwarded and the leader refused: fail them now
     rather than let the client wait for a timeout."""
+    vote_changed: bool = False
+    """Whether `hard_state` changed term or vote (not only commit)."""
 
     @property
     def must_sync(self) -> bool:
-        return bool(self.entries) or self.hard_state is not None or self.snapshot is not None
+        """Whether step 1 must reach the disk before anything that depends on it.
+
+        As in etcd/raft's MustSync: entries, a snapshot, a new term or vote must be
+        durable first (§5.1, or a member could vote twice in a term or forget entries it
+        acknowledged). A hard state whose only change is the commit index need not be:
+        the commit index is recomputed from a quorum after a crash, so losing the latest
+        one only delays re-applying entries, never un-commits them. Writing it without
+        waiting for an fsync saves one fsync per write on the leader.
+
+        Except when a configuration change is among the committed entries: membership
+        takes effect at commit, and the world acts on it (an operator deletes a removed
+        member's pod), so the commit that covers it must survive a crash of every
+        member; an fsync (of whatever is queued) comes first.
+        """
+        return (
+            bool(self.entries)
+            or self.vote_changed
+            or self.snapshot is not None
+            or any(e.type == EntryType.CONF_CHANGE for e in self.committed_entries)
+        )
 
 
 class ProgressState(IntEnum):

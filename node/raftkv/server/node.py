@@ -461,7 +461,12 @@ class Node:
         if committed and rd.snapshot is None:
             stable = raw.raft.log.stable
             n = 0
-            while n < len(committed) and committed[n].index <= stable:
+            # A configuration change waits for the fsync (see Ready.must_sync).
+            while (
+                n < len(committed)
+                and committed[n].index <= stable
+                and committed[n].type != EntryType.CONF_CHANGE
+            ):
                 n += 1
             if n:
                 self._apply(committed[:n])
@@ -470,8 +475,13 @@ class Node:
         if rd.snapshot is not None:
             snap = rd.snapshot
             await loop.run_in_executor(self._executor, storage.save_snapshot, snap)
-        if rd.entries or rd.hard_state is not None:
+        if rd.must_sync:
+            # With nothing new to write this still waits for everything queued.
             await loop.run_in_executor(self._executor, storage.wal.save, rd.hard_state, rd.entries)
+        elif rd.hard_state is not None:
+            # Only the commit index moved: queue it for the next group commit (or the
+            # close) instead of holding the loop for an fsync; see Ready.must_sync.
+            storage.wal.submit(rd.hard_state, ())
         # 2. send
         if late and self.transport is not None:
             self.transport.send(late)
