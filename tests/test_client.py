@@ -74,6 +74,8 @@ class FakeCluster:
             raise httpx.ConnectError("connection refused", request=request)
         if mode == "no_leader":
             return err(503, "no_leader", "no leader")
+        if mode == "removed":
+            return err(410, "member_removed", "member 1 was removed from the cluster")
         resp = self.route(request)
         if mode == "lost_reply" and request.method != "GET":
             raise httpx.ReadTimeout("timed out", request=request)
@@ -552,3 +554,16 @@ def test_weird_keys_survive_a_real_fastapi_route() -> None:
         assert sorted(store) == sorted(WEIRD_KEYS)
 
     asyncio.run(scenario())
+
+
+def test_a_removed_member_is_skipped_for_reads_writes_and_admin(fake: FakeCluster) -> None:
+    fake.behaviour = {"m1": "removed"}
+    with client(fake) as c:
+        assert c.put("k", b"v").revision > 0
+        assert c.get("k").value == b"v"
+        assert c.status().id == 1  # answered by m2
+    assert fake.applied_writes == 1
+    fake.behaviour = {"m1": "removed", "m2": "removed", "m3": "removed"}
+    with client(fake) as c, pytest.raises(RaftKVError) as exc:
+        c.get("k")
+    assert exc.value.status == 410 and exc.value.code == "member_removed"

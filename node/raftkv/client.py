@@ -4,7 +4,8 @@
 Endpoints and retries
     The client holds a list of member base URLs and sticks to the last one that
     answered. Reads (GET) move on to the next endpoint on a connection error or a
-    502/503/504. KV writes (PUT/DELETE) carry an `X-Request-Id` header: a fresh random
+    502/503/504; every call moves on from a member that answers 410 (removed from the
+    cluster). KV writes (PUT/DELETE) carry an `X-Request-Id` header: a fresh random
     id (32 hex chars) per logical write, reused verbatim on every retry of that write.
     The server turns it into the command's request id and the state machine applies
     each id at most once, replaying the original result for repeats; that is what makes
@@ -143,6 +144,9 @@ class StatusInfo:
     snapshot_index: int
     members: list[Member]
     progress: dict[int, Progress] = field(default_factory=dict)
+    conf_change_pending: bool = False
+    """On the leader: a membership change is proposed but not yet committed."""
+    pending_conf_index: int = 0
 
 
 # -- errors ----------------------------------------------------------------------------
@@ -288,6 +292,11 @@ class _Attempts:
 
     def response_failed(self, resp: httpx.Response, err: RaftKVError) -> bool:
         """Record an error answer; True to try again elsewhere."""
+        if resp.status_code == 410:
+            # That member was removed from the cluster (it refuses before proposing, so
+            # nothing was applied); the others may still serve the call.
+            self.last_error = err
+            return True
         if resp.status_code not in _RETRY_STATUS:
             return False
         retry_after = getattr(err, "retry_after", None)
@@ -510,6 +519,8 @@ def _parse_status(resp: httpx.Response) -> StatusInfo:
         snapshot_index=_get(body, "snapshot_index", int),
         members=[_parse_member(m) for m in _get(body, "members", list, [])],
         progress=progress,
+        conf_change_pending=_get(body, "conf_change_pending", bool, False),
+        pending_conf_index=_get(body, "pending_conf_index", int, 0),
     )
 
 

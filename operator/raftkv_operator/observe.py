@@ -137,6 +137,7 @@ def raft_view(answers: Sequence[StatusInfo], ready_ids: frozenset[int]) -> RaftV
         members=members,
         match_index=match,
         ready_ids=ready_ids & frozenset(m.id for m in members),
+        config_change_pending=leader_id is not None and source.conf_change_pending,
     )
 
 

@@ -181,6 +181,8 @@ def test_status_metrics_and_probes(cluster: LocalCluster) -> None:
     assert st["role"] == "leader" and st["leader"] == st["id"]
     assert len(st["members"]) == 3  # type: ignore[arg-type]
     assert st["progress"]
+    assert st["conf_change_pending"] is False
+    assert st["pending_conf_index"] <= st["commit_index"]  # type: ignore[operator]
     for m in cluster.members.values():
         assert httpx.get(m.url + "/healthz").status_code == 200
         assert httpx.get(m.url + "/readyz").status_code == 200

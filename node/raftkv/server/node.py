@@ -879,9 +879,12 @@ class Node:
                 "members": [],
                 "progress": {},
                 "keys": 0,
+                "conf_change_pending": False,
+                "pending_conf_index": 0,
                 "peer_url": self.cfg.peer_url,
             }
         st = raw.status()
+        pending_conf = raw.raft.pending_conf_index if st.role == Role.LEADER else 0
         progress = {
             str(mid): {
                 "match": p.match,
@@ -907,6 +910,9 @@ class Node:
             "members": self.registry.view(st.conf_state),
             "progress": progress,
             "keys": len(self.kv),
+            # Only a leader knows; an operator waits for this before the next change.
+            "conf_change_pending": pending_conf > st.commit,
+            "pending_conf_index": pending_conf,
         }
 
 
