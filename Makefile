@@ -37,3 +37,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+
+# manifests/ and the chart README's values table are generated from charts/raftkv;
+# tests/shipping fail when they are out of date.
+.PHONY: manifests
+manifests: $(STAMP)
+	$(BIN)/python scripts/render_manifests.py

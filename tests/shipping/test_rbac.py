@@ -1,0 +1,269 @@
+"""Least privilege: the chart grants exactly the API calls the operator and kopf make.
+
+The operator's own calls are a table here (``OPERATOR_CALLS``) and are also derived
+from the code: every Kubernetes API call goes through ``raftkv_operator/kube.py``
+(checked below), and each client method it calls is mapped to its HTTP method and
+path by reading the ``kubernetes`` client's own source. The table and the derivation
+must agree, and the rendered Role/ClusterRole must equal the table plus what kopf
+needs (``KOPF_CALLS``, read from kopf 1.45's source) - nothing more, no wildcards.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+import kubernetes
+import pytest
+
+from raftkv_operator import naming as n
+
+from .chart import EVERYTHING, REPO, Obj, find, render
+
+OPERATOR_PKG = REPO / "operator" / "raftkv_operator"
+KUBE_PY = OPERATOR_PKG / "kube.py"
+
+
+class Call(NamedTuple):
+    group: str
+    resource: str  # "<plural>" or "<plural>/<subresource>"
+    verb: str
+
+
+#: What the operator's code calls (through kube.py), and why.
+OPERATOR_CALLS: dict[Call, str] = {
+    Call(n.GROUP, n.PLURAL, "get"): "read_raftkv: each pass starts from a fresh read",
+    Call(n.GROUP, f"{n.PLURAL}/status", "patch"): "patch_raftkv_status: bookkeeping",
+    Call("", "services", "get"): "read: observe the peer and client Services",
+    Call("", "services", "create"): "create: CreateChildren",
+    Call("", "secrets", "get"): "read: observe the peer secret",
+    Call("", "secrets", "create"): "create: the peer secret",
+    Call("", "configmaps", "get"): "read: the bootstrap ConfigMap",
+    Call("", "configmaps", "create"): "create: the bootstrap ConfigMap",
+    Call("", "configmaps", "patch"): "patch_configmap: bootstrap state new -> existing",
+    Call("apps", "statefulsets", "get"): "read: the members' StatefulSet",
+    Call("apps", "statefulsets", "create"): "create: the members' StatefulSet",
+    Call("apps", "statefulsets", "patch"): "scale_statefulset: one member at a time",
+    Call("policy", "poddisruptionbudgets", "get"): "read: the PDB",
+    Call("policy", "poddisruptionbudgets", "create"): "create: the PDB",
+    Call("", "pods", "list"): "list_pods: observation by label selector",
+    Call("", "persistentvolumeclaims", "list"): "list_pvcs: claims of a deleted RaftKV",
+    Call("", "persistentvolumeclaims", "delete"): "delete_pvc: claims of removed members",
+}
+
+#: What kopf does on the operator's behalf (kopf 1.45: _core/reactor/observation.py,
+#: _cogs/clients/{watching,patching,events}.py, _kits/hierarchies.py).
+KOPF_CALLS: dict[Call, str] = {
+    Call(n.GROUP, n.PLURAL, "list"): "the watch starts with a list",
+    Call(n.GROUP, n.PLURAL, "watch"): "handlers on RaftKVs",
+    Call(n.GROUP, n.PLURAL, "patch"): "progress annotations, last-handled state, finalizer",
+    Call(n.GROUP, f"{n.PLURAL}/status", "patch"): "kopf sends the status part of a patch here",
+    Call("", "events", "create"): "kopf.event() and handler progress events",
+    Call(n.GROUP, f"{n.PLURAL}/finalizers", "update"): (
+        "kopf.adopt() sets blockOwnerDeletion; OwnerReferencesPermissionEnforcement "
+        "requires update on the owner's finalizers"
+    ),
+}
+
+#: Cluster-wide only (a Role cannot grant it; kopf falls back without it).
+KOPF_CLUSTER_CALLS: dict[Call, str] = {
+    Call("apiextensions.k8s.io", "customresourcedefinitions", "list"): "resource observation",
+    Call("apiextensions.k8s.io", "customresourcedefinitions", "watch"): "resource observation",
+}
+
+_VERB_OF_METHOD = {"POST": "create", "PATCH": "patch", "PUT": "update"}
+
+
+# ------------------------------------------------------------- deriving from the code
+
+
+def _api_classes(tree: ast.Module) -> dict[str, type]:
+    """``self.<attr> = kubernetes.client.<Class>(api)`` in ``Kube.__init__``."""
+    found: dict[str, type] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)):
+            continue
+        (target,) = node.targets
+        func = node.value.func
+        if (
+            isinstance(target, ast.Attribute)
+            and isinstance(target.value, ast.Name)
+            and target.value.id == "self"
+            and isinstance(func, ast.Attribute)
+            and func.attr.endswith("Api")
+        ):
+            found[target.attr] = getattr(kubernetes.client, func.attr)
+    return found
+
+
+def _client_calls(tree: ast.Module, apis: dict[str, type]) -> set[tuple[type, str]]:
+    """Every ``self.<api attr>.<method>(...)`` call."""
+    calls = set()
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        owner = node.func.value
+        if (
+            isinstance(owner, ast.Attribute)
+            and isinstance(owner.value, ast.Name)
+            and owner.value.id == "self"
+            and owner.attr in apis
+        ):
+            calls.add((apis[owner.attr], node.func.attr))
+    return calls
+
+
+def _http_of(api: type, method: str) -> tuple[str, str]:
+    """(HTTP method, path template) of a client method, from the client's source
+    (both the current generator's and the older ``call_api`` style)."""
+    for helper in (f"_{method}_serialize", f"{method}_with_http_info"):
+        fn = getattr(api, helper, None)
+        if fn is None:
+            continue
+        src = inspect.getsource(fn)
+        new = re.search(r"method='(\w+)',\s*resource_path='([^']+)'", src)
+        if new:
+            return new.group(1), new.group(2)
+        old = re.search(r"call_api\(\s*'([^']+)',\s*'(\w+)'", src)
+        if old:
+            return old.group(2), old.group(1)
+    raise AssertionError(f"cannot tell what {api.__name__}.{method} requests")
+
+
+def _call_of(http_method: str, path: str) -> Call:
+    segments = path.strip("/").split("/")
+    if segments[0] == "api":  # /api/v1/...
+        group, rest = "", segments[2:]
+    else:  # /apis/<group>/<version>/...
+        group, rest = segments[1], segments[3:]
+    if group == "{group}":
+        group = n.GROUP
+    if rest[:2] == ["namespaces", "{namespace}"]:
+        rest = rest[2:]
+    resource = n.PLURAL if rest[0] == "{plural}" else rest[0]
+    named = len(rest) >= 2 and rest[1] == "{name}"
+    if len(rest) == 3:
+        resource = f"{resource}/{rest[2]}"
+    if http_method == "GET":
+        verb = "get" if named else "list"
+    elif http_method == "DELETE":
+        verb = "delete" if named else "deletecollection"
+    else:
+        verb = _VERB_OF_METHOD[http_method]
+    return Call(group, resource, verb)
+
+
+def derived_operator_calls() -> set[Call]:
+    tree = ast.parse(KUBE_PY.read_text())
+    apis = _api_classes(tree)
+    assert set(apis) == {"core", "apps", "policy", "custom"}, apis
+    return {_call_of(*_http_of(api, method)) for api, method in _client_calls(tree, apis)}
+
+
+def test_the_table_is_what_kube_py_calls() -> None:
+    derived = derived_operator_calls()
+    table = set(OPERATOR_CALLS)
+    assert derived - table == set(), "kube.py makes calls the table (and RBAC) lacks"
+    assert table - derived == set(), "the table lists calls kube.py no longer makes"
+
+
+def test_only_kube_py_talks_to_the_api() -> None:
+    for module in sorted(OPERATOR_PKG.glob("*.py")):
+        if module.name == "kube.py":
+            continue
+        text = module.read_text()
+        assert not re.search(r"\b\w+V\d\w*Api\(|CustomObjectsApi|\.call_api\(", text), module
+
+
+def test_kopf_handlers_only_watch_raftkvs() -> None:
+    # Handlers on any other resource would need list/watch on it: KOPF_CALLS assumes
+    # the handlers are all keyed by the (group, version, plural) tuple `resource`.
+    tree = ast.parse((OPERATOR_PKG / "handlers.py").read_text())
+    resource_handlers = 0
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = ast.unparse(node.func)
+        if name.startswith(("kopf.on.", "kopf.timer", "kopf.daemon", "kopf.index")):
+            if name in ("kopf.on.login", "kopf.on.startup", "kopf.on.cleanup", "kopf.on.probe"):
+                continue
+            resource_handlers += 1
+            assert [ast.unparse(a) for a in node.args] == ["*resource"], ast.unparse(node)
+    assert resource_handlers >= 5
+    assert "resource = (n.GROUP, n.VERSION, n.PLURAL)" in ast.unparse(tree)
+    # What the events and finalizers rules are for.
+    code = "".join(p.read_text() for p in OPERATOR_PKG.glob("*.py"))
+    assert "kopf.event(" in code and "kopf.adopt(" in code
+
+
+# ------------------------------------------------------------------ the rendered rules
+
+
+def granted(role: Obj) -> set[Call]:
+    calls = set()
+    for rule in role["rules"]:
+        assert set(rule) <= {"apiGroups", "resources", "verbs"}, rule  # no URLs, no names
+        for field in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[field], f"wildcard in {rule}"
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    calls.add(Call(group, resource, verb))
+    return calls
+
+
+@pytest.mark.parametrize("scope", ["cluster", "namespace"])
+def test_rbac_grants_exactly_what_is_called(scope: str) -> None:
+    objs = render({**EVERYTHING, "rbac": {"scope": scope}})
+    kind = "ClusterRole" if scope == "cluster" else "Role"
+    (role,) = find(objs, kind)
+    wanted = set(OPERATOR_CALLS) | set(KOPF_CALLS)
+    if scope == "cluster":
+        wanted |= set(KOPF_CLUSTER_CALLS)
+    have = granted(role)
+    assert wanted - have == set(), "the operator would be forbidden these calls"
+    assert have - wanted == set(), "granted but never called"
+
+
+def test_binding_gives_the_role_to_the_operator_service_account() -> None:
+    objs = render({})
+    (binding,) = find(objs, "ClusterRoleBinding")
+    (account,) = find(objs, "ServiceAccount")
+    (deployment,) = find(objs, "Deployment")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": find(objs, "ClusterRole")[0]["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": account["metadata"]["name"],
+            "namespace": account["metadata"]["namespace"],
+        }
+    ]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_call_mapping_itself() -> None:
+    assert _call_of("GET", "/api/v1/namespaces/{namespace}/pods") == Call("", "pods", "list")
+    assert _call_of(
+        "PATCH", "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}/status"
+    ) == Call(n.GROUP, f"{n.PLURAL}/status", "patch")
+    assert _call_of(
+        "DELETE", "/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
+    ) == Call("", "persistentvolumeclaims", "delete")
+    assert _http_of(kubernetes.client.AppsV1Api, "patch_namespaced_stateful_set") == (
+        "PATCH",
+        "/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}",
+    )
+
+
+def test_the_analysed_code_is_the_code_that_runs() -> None:
+    import raftkv_operator.kube
+
+    assert Path(inspect.getfile(raftkv_operator.kube)).read_text() == KUBE_PY.read_text()
