@@ -43,3 +43,9 @@ clean:
 .PHONY: manifests
 manifests: $(STAMP)
 	$(BIN)/python scripts/render_manifests.py
+
+# The end-to-end suite on a real cluster: $KUBECONFIG, else ~/.kube/config (where kind
+# and minikube write theirs); skipped, with the reason, when no cluster answers.
+.PHONY: e2e-cluster
+e2e-cluster: $(STAMP)
+	KUBECONFIG="$${KUBECONFIG:-$$HOME/.kube/config}" $(BIN)/pytest e2e/cluster -v -o log_cli=true --log-cli-level=INFO
