@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit soak bench clean
+.PHONY: run test lint typecheck unit soak bench clean e2e-local
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/raftkv cluster
 
+# tests/ plus the local end-to-end run (operator + API stand-in + real members); the
+# real-cluster suite (e2e/cluster) is `make e2e-cluster`.
 test: $(STAMP) lint typecheck
-	$(BIN)/pytest -q --cov=raftkv.raft --cov=raftkv.storage --cov-report=term --cov-fail-under=90
+	$(BIN)/pytest -q --cov=raftkv.raft --cov=raftkv.storage --cov-report=term --cov-fail-under=90 \
+		tests e2e/local
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -28,8 +31,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Long runs: 10,000 simulator schedules, then a 10-minute nemesis soak (needs root
+# for network namespaces; skipped with the reason otherwise).
 soak: $(STAMP)
-	RAFTKV_SOAK=1 $(BIN)/pytest -q -m soak tests/sim
+	RAFTKV_SOAK=1 $(BIN)/pytest -q -m soak tests/sim tests/nemesis
+
+e2e-local: $(STAMP)
+	$(BIN)/pytest -v e2e/local
 
 bench: $(STAMP)
 	$(BIN)/python bench/raft_bench.py

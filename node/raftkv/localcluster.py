@@ -31,6 +31,37 @@ def run_local_cluster(
         f"{n}=http://127.0.0.1:{member_ports(base_port, i)[1]}" for i, n in enumerate(names)
     )
     procs: list[subprocess.Popen[bytes]] = []
+    # The members run in their own sessions (a terminal's Ctrl-C must reach only us, so
+    # that we stop them in order); so every way we can be told to stop must end here.
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return _run(names, initial, data_dir, base_port, snapshot_count, procs)
+    except (KeyboardInterrupt, _Stop):
+        print("\nraftkv: stopping")
+        return 0
+    finally:
+        _stop_all(procs)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Stop(Exception):
+    """SIGTERM or SIGHUP arrived."""
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _run(
+    names: list[str],
+    initial: str,
+    data_dir: Path,
+    base_port: int,
+    snapshot_count: int,
+    procs: list[subprocess.Popen[bytes]],
+) -> int:
+    size = len(names)
     endpoints = []
     for i, name in enumerate(names):
         cport, pport = member_ports(base_port, i)
@@ -67,15 +98,10 @@ def run_local_cluster(
         print(f"  {name}  {ep}   (log: {data_dir / (name + '.log')})")
     print("try:  raftkv put hello world && raftkv get hello && raftkv status")
     print(f"      export RAFTKV_ENDPOINTS={','.join(endpoints)}   (defaults match base port 23790)")
-    print("Ctrl-C stops the cluster; its data stays in", data_dir)
-    try:
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.5)
-        print("raftkv: a member exited; stopping the cluster", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("\nraftkv: stopping")
-    finally:
-        _stop_all(procs)
+    print("Ctrl-C stops the cluster; its data stays in", data_dir, flush=True)
+    while all(p.poll() is None for p in procs):
+        time.sleep(0.5)
+    print("raftkv: a member exited; stopping the cluster", file=sys.stderr)
     return 0
 
 
