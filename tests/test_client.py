@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,6 +117,20 @@ class FakeCluster:
             return httpx.Response(200, json={"leader": to or 2})
         if path == "/v1/status":
             return httpx.Response(200, json=STATUS)
+        if path == "/v1/snapshot":
+            body = SNAPSHOT_BODY
+            digest = hashlib.sha256(body).hexdigest()
+            if self.behaviour.get("snapshot") == "corrupt":
+                body = body[:-1]
+            return httpx.Response(
+                200,
+                content=body,
+                headers={
+                    "X-Raftkv-Applied-Index": str(self.index),
+                    "X-Raftkv-Sha256": digest,
+                    "Content-Type": "application/octet-stream",
+                },
+            )
         if path == "/healthz":
             return httpx.Response(200, text="ok")
         if path == "/readyz":
@@ -167,6 +182,8 @@ class FakeCluster:
         ]
         return httpx.Response(200, json={"items": items, "more": len(keys) > limit})
 
+
+SNAPSHOT_BODY = b"RKVS\x01" + bytes(range(256)) * 4
 
 STATUS = {
     "id": 1,
@@ -567,3 +584,45 @@ def test_a_removed_member_is_skipped_for_reads_writes_and_admin(fake: FakeCluste
     with client(fake) as c, pytest.raises(RaftKVError) as exc:
         c.get("k")
     assert exc.value.status == 410 and exc.value.code == "member_removed"
+
+
+# -- snapshots (backup) ----------------------------------------------------------------
+
+
+def test_snapshot_returns_the_checked_bytes(fake: FakeCluster) -> None:
+    with client(fake) as c:
+        assert c.snapshot() == SNAPSHOT_BODY
+        assert "consistency" not in fake.log[-1].url.params
+        assert c.snapshot(consistency="serializable") == SNAPSHOT_BODY
+        assert fake.log[-1].url.params["consistency"] == "serializable"
+        assert fake.log[-1].url.path == "/v1/snapshot"
+
+
+def test_snapshot_with_a_wrong_checksum_is_refused(fake: FakeCluster) -> None:
+    fake.behaviour["snapshot"] = "corrupt"
+    with client(fake) as c, pytest.raises(BadResponse) as exc:
+        c.snapshot()
+    assert exc.value.code == "bad_checksum"
+
+
+def test_snapshot_without_a_checksum_is_refused() -> None:
+    def no_sum(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=SNAPSHOT_BODY)
+
+    with client(no_sum) as c, pytest.raises(BadResponse):
+        c.snapshot()
+
+
+def test_snapshot_fails_over_like_a_read(fake: FakeCluster) -> None:
+    fake.behaviour = {"m1": "no_leader", "m2": "down"}
+    with client(fake) as c:
+        assert c.snapshot() == SNAPSHOT_BODY
+    assert fake.log[-1].url.host == "m3"
+
+
+def test_async_snapshot(fake: FakeCluster) -> None:
+    async def go() -> bytes:
+        async with AsyncClient(EPS, transport=httpx.MockTransport(fake), backoff=0) as c:
+            return await c.snapshot(consistency="serializable")
+
+    assert asyncio.run(go()) == SNAPSHOT_BODY

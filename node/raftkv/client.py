@@ -45,6 +45,9 @@ Wire shapes (the contract the server implements; "rev" is a Raft index, an integ
                           "snapshot_index", "members": [member], "progress":
                           {"<id>": {"match", "next", "state": "probe"|"replicate"|
                           "snapshot", "learner", "recent_active"}} (leader only, else {})}
+    GET /v1/snapshot      [?consistency=serializable]; 200 application/octet-stream,
+                          the state machine in KVStore snapshot format (own CRC32),
+                          X-Raftkv-Applied-Index: int, X-Raftkv-Sha256: hex of the body
     GET /healthz, GET /readyz   2xx = healthy / ready
     errors                {"error": code, "message": str, ...}; 412 adds
                           "revision": the key's current revision (0 = absent) and may
@@ -65,6 +68,7 @@ import asyncio
 import base64
 import binascii
 import builtins
+import hashlib
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -78,6 +82,8 @@ import httpx
 Consistency = Literal["linearizable", "serializable"]
 
 REQUEST_ID_HEADER = "X-Request-Id"
+SNAPSHOT_INDEX_HEADER = "X-Raftkv-Applied-Index"
+SNAPSHOT_SHA256_HEADER = "X-Raftkv-Sha256"
 
 # -- results ---------------------------------------------------------------------------
 
@@ -531,6 +537,22 @@ def _parse_transfer(resp: httpx.Response) -> int | None:
     return leader if _is_int(leader) and leader else None
 
 
+def _parse_snapshot(resp: httpx.Response) -> bytes:
+    """The body, once its SHA-256 matches the header (a truncated or altered download
+    never reaches the caller)."""
+    digest = resp.headers.get(SNAPSHOT_SHA256_HEADER)
+    if not digest:
+        raise BadResponse("bad_response", "snapshot answer without a checksum", resp.status_code)
+    data = resp.content
+    if hashlib.sha256(data).hexdigest() != digest.strip().lower():
+        raise BadResponse(
+            "bad_checksum",
+            f"snapshot SHA-256 mismatch ({len(data)} bytes received)",
+            resp.status_code,
+        )
+    return data
+
+
 # -- call builders (the API surface, shared) -------------------------------------------
 
 
@@ -563,6 +585,10 @@ def _list_call(prefix: str, limit: int, start_after: str | None, consistency: Co
     if start_after is not None:
         params["start_after"] = start_after
     return _Call("GET", "/v1/kv", _Retry.READ, params=params)
+
+
+def _snapshot_call(consistency: Consistency) -> _Call:
+    return _Call("GET", "/v1/snapshot", _Retry.READ, params=_consistency_params(consistency))
 
 
 def _consistency_params(consistency: Consistency) -> dict[str, str]:
@@ -776,6 +802,11 @@ class Client(_Base):
 
     # membership
 
+    def snapshot(self, *, consistency: Consistency = "linearizable") -> bytes:
+        """A point-in-time copy of the state machine (`raftkv snapshot save`), checked
+        against the server's SHA-256."""
+        return _parse_snapshot(self._do(_snapshot_call(consistency)))
+
     def members(self) -> builtins.list[Member]:
         return _parse_members(self._do(_MEMBERS))
 
@@ -927,6 +958,9 @@ class AsyncClient(_Base):
         return page.items
 
     # membership
+
+    async def snapshot(self, *, consistency: Consistency = "linearizable") -> bytes:
+        return _parse_snapshot(await self._do(_snapshot_call(consistency)))
 
     async def members(self) -> builtins.list[Member]:
         return _parse_members(await self._do(_MEMBERS))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
 import os
@@ -687,6 +688,26 @@ class Node:
             log.warning("snapshot skipped: %s", exc)
         finally:
             self._snapshotting = False
+
+    async def backup(self) -> tuple[int, bytes, str]:
+        """A consistent copy of the state machine for `GET /v1/snapshot`: the bytes of
+        the KVStore snapshot format at its applied index, and their SHA-256 (hex). The
+        view is taken here, on the loop, so it is one point in time; serializing and
+        hashing run in the snapshot thread, as for `_snapshot`."""
+        self._check_serving()
+        view = self.kv.snapshot_view()
+
+        def _dump() -> tuple[bytes, str]:
+            data = view.serialize()
+            return data, hashlib.sha256(data).hexdigest()
+
+        try:
+            data, digest = await asyncio.get_running_loop().run_in_executor(
+                self._snap_executor, _dump
+            )
+        except RuntimeError:  # the executor is gone: we are stopping
+            raise E.Unavailable("member is shutting down", code="shutting_down") from None
+        return view.applied_index, data, digest
 
     def _install_snapshot_data(self, snap: Snapshot) -> None:
         kv_bytes, reg = _decode_state(snap.data)

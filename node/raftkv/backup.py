@@ -1,0 +1,164 @@
+"""Backups and disaster recovery: `raftkv snapshot save|restore|status`.
+
+A backup file is exactly what `GET /v1/snapshot` returns: the state machine in the
+KVStore snapshot format (magic, version, CRC32 over the body, then keys, values,
+revisions and the request-id dedup table at one applied index N). It holds no Raft log
+and no membership, so it can seed a cluster of any shape.
+
+`restore` writes the data dir a member would have written itself after installing a
+Raft snapshot, for a NEW one-member cluster:
+
+- `snap/`: a Raft snapshot at index N, term 1, whose ConfState is the single new voter
+  and whose data wraps the KV bytes with a membership registry naming only that member
+  (`_encode_state`, the same wrapping `Node._snapshot` uses);
+- `wal/`: the snapshot marker and the hard state (term 1, no vote, commit N);
+- `member.json`: a fresh random member id and the cluster id of the NEW cluster token,
+  written last, so that an interrupted restore leaves a dir the member refuses to start
+  ("holds Raft state but no member.json") rather than one it would bootstrap over.
+
+Keys keep their revisions: a revision is a Raft index <= N, and the new log continues
+at N+1. The new cluster id keeps the restored cluster and any survivor of the old one
+apart: peers check it on every connection and refuse the other cluster's traffic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .kv.store import KVStore, SnapshotError
+from .raft import NONE, ConfState, HardState, Snapshot, SnapshotMetadata
+from .server.config import cluster_id_for
+from .server.membership import MemberInfo, Registry, validate_url
+from .server.meta import META_FILE, MemberMeta
+from .server.node import _encode_state
+from .storage import open_storage
+from .storage.fs import fsync_dir, make_dirs
+from .storage.recovery import SNAP_DIR, WAL_DIR
+
+RESTORE_TERM = 1
+MAX_MEMBER_ID = 1 << 32
+
+
+class BackupError(Exception):
+    """A backup file that cannot be used, or a restore target that must not be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    applied_index: int
+    keys: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreResult:
+    data_dir: Path
+    member_id: int
+    name: str
+    peer_url: str
+    cluster_token: str
+    cluster_id: str
+    applied_index: int
+    keys: int
+
+
+def verify(data: bytes, source: str = "snapshot") -> SnapshotInfo:
+    """Decode the whole snapshot (CRC, structure, ordering, revisions <= applied index):
+    only bytes a member could restore from pass."""
+    try:
+        kv = KVStore.from_snapshot(data)
+    except SnapshotError as exc:
+        raise BackupError(f"{source} is not a valid raftkv snapshot: {exc}") from None
+    return SnapshotInfo(kv.applied_index, len(kv), len(data))
+
+
+def read_file(path: Path) -> tuple[bytes, SnapshotInfo]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BackupError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return data, verify(data, str(path))
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Atomically: FILE.tmp, fsync, rename over FILE, fsync the directory."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise BackupError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def new_cluster_token() -> str:
+    return "restored-" + secrets.token_hex(8)
+
+
+def restore(
+    snapshot_file: Path,
+    data_dir: Path,
+    *,
+    name: str,
+    peer_url: str,
+    cluster_token: str,
+    member_id: int = 0,
+) -> RestoreResult:
+    data, info = read_file(snapshot_file)
+    if info.applied_index < 1:
+        raise BackupError(f"{snapshot_file} is at applied index 0: it holds no cluster state")
+    if not name:
+        raise BackupError("the member name must not be empty")
+    if not cluster_token:
+        raise BackupError("the cluster token must not be empty")
+    try:
+        url = validate_url(peer_url)
+    except ValueError as exc:
+        raise BackupError(str(exc)) from None
+    if data_dir.exists():
+        if not data_dir.is_dir():
+            raise BackupError(f"{data_dir} exists and is not a directory")
+        if any(data_dir.iterdir()):
+            raise BackupError(f"{data_dir} is not empty; restore only into a new or empty dir")
+    mid = member_id or secrets.randbelow(MAX_MEMBER_ID - 1) + 1
+    registry = Registry({mid: MemberInfo(mid, name, (url,), ())}, set())
+    snap = Snapshot(
+        SnapshotMetadata(
+            index=info.applied_index, term=RESTORE_TERM, conf_state=ConfState(voters=(mid,))
+        ),
+        _encode_state(data, registry),
+    )
+    created = not data_dir.exists()
+    try:
+        make_dirs(data_dir)
+        storage = open_storage(data_dir)
+        try:
+            storage.save_snapshot(snap)
+            storage.wal.save(HardState(term=RESTORE_TERM, vote=NONE, commit=info.applied_index), [])
+        finally:
+            storage.close()
+        cluster_id = cluster_id_for(cluster_token)
+        MemberMeta(mid, name, cluster_id).save(data_dir)
+    except BaseException:
+        # Leave nothing half-made behind: a retry must find the dir as it was.
+        if created:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        else:
+            for sub in (WAL_DIR, SNAP_DIR):
+                shutil.rmtree(data_dir / sub, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                (data_dir / META_FILE).unlink()
+        raise
+    return RestoreResult(
+        data_dir, mid, name, url, cluster_token, cluster_id, info.applied_index, info.keys
+    )
