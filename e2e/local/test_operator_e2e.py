@@ -13,6 +13,7 @@ harness, the operator thread and the emulator are stopped by their context manag
 from __future__ import annotations
 
 import logging
+import random
 import socket
 import threading
 import time
@@ -41,7 +42,9 @@ STEP_TIMEOUT = 60.0
 def free_prefix() -> tuple[int, int]:
     """Two 4-digit port prefixes P, C such that P0..P9 and C0..C9 are all free (below
     the ephemeral range, so outgoing connections cannot take them meanwhile)."""
-    for base in range(2100, 3200, 2):
+    # In a random order: two runs on one machine (a developer's and CI's) must not both
+    # take the first free block before either has started a member on it.
+    for base in random.sample(range(2100, 3200, 2), k=550):
         ports = [base * 10 + i for i in range(20)]
         try:
             socks = []

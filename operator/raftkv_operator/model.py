@@ -249,7 +249,11 @@ class PlannerConfig:
     """Tuning for when a learner counts as caught up and stable."""
 
     #: A learner within this many entries of the leader's commit index is caught up.
-    max_learner_lag: int = 16
+    #: Under steady writes a healthy learner trails by what is in flight (rate x RTT),
+    #: so this must not be tiny, or a busy cluster never promotes; half of the member's
+    #: own refusal threshold (Config.max_promote_lag, 1000) leaves room for the lag to
+    #: grow between our look and the promotion.
+    max_learner_lag: int = 500
     #: It must stay caught up and ready this long before promotion.
     stabilization_seconds: float = 10.0
 
