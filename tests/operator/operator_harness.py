@@ -41,7 +41,7 @@ def start_emulator(**options: Any) -> EmulatorThread:
     return EmulatorThread(emulator)
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 10.0) -> T:
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
     """Poll ``probe`` until it returns something truthy, or fail at the deadline."""
     deadline = time.monotonic() + timeout
     while True:

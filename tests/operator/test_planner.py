@@ -150,7 +150,8 @@ LEARNER_POD_JOINING = with_pods(
 )
 _behind = cluster(3, replicas=4, learners={3: 4}, in_flight=ADD_4)
 LEARNER_BEHIND = replace(
-    _behind, raft=replace(_behind.raft, match_index={1: 100, 2: 100, 3: 100, 4: 40})
+    _behind,
+    raft=replace(_behind.raft, commit_index=1000, match_index={1: 1000, 2: 1000, 3: 1000, 4: 40}),
 )
 LEARNER_CAUGHT_UP = cluster(3, replicas=4, learners={3: 4}, in_flight=ADD_4)
 LEARNER_STABILIZING = cluster(
