@@ -71,11 +71,11 @@ def _store() -> KVStore:
     return s
 
 
-def _reseal(body: object) -> bytes:
+def _reseal(body: object, version: int = 1) -> bytes:
     import zlib
 
     packed: bytes = msgpack.packb(body, use_bin_type=True)
-    return b"RKVS\x01" + zlib.crc32(packed).to_bytes(4, "big") + packed
+    return b"RKVS" + bytes((version,)) + zlib.crc32(packed).to_bytes(4, "big") + packed
 
 
 @pytest.mark.parametrize(
@@ -83,11 +83,12 @@ def _reseal(body: object) -> bytes:
     [
         b"",
         b"RKVS",
-        b"RKVS\x02\x00\x00\x00\x00",
+        b"RKVS\x03\x00\x00\x00\x00",  # unknown version
         b"nope" * 10,
         _reseal([1, ["a"], [b"x"], [1]]),  # wrong arity
         _reseal([1, ["b", "a"], [b"x", b"y"], [1, 1], []]),  # unsorted keys
         _reseal([1, ["a", "a"], [b"x", b"y"], [1, 1], []]),  # duplicate keys
+        _reseal([1, ["b", "a", "b"], [b"x", b"y", b"z"], [1, 1, 1], []], 2),  # duplicates, v2
         _reseal([1, ["a"], [b"x"], [2], []]),  # revision beyond applied index
         _reseal([1, ["a"], ["x"], [1], []]),  # str value
         _reseal([1, [1], [b"x"], [1], []]),  # int key
@@ -134,3 +135,15 @@ def test_chunked_array_packing_is_byte_identical_to_one_packb() -> None:
     for n in (0, 1, 15, 16, 4095, 4096, 4097, 70_000):
         items = [rng.choice([b"v" * rng.randint(0, 40), f"k{i}", i]) for i in range(n)]
         assert b"".join(_packed_array(items)) == msgpack.packb(items, use_bin_type=True)
+
+
+def test_version_1_snapshots_with_sorted_keys_still_restore() -> None:
+    """Format 1 stored keys sorted; format 2 stores them in the store's own order (a
+    snapshot reads the dicts front to back). Members must read both."""
+    old = _reseal([3, ["a", "b"], [b"1", b"2"], [1, 3], []], 1)
+    s = KVStore.from_snapshot(old)
+    assert s.get("a") == (b"1", 1) and s.get("b") == (b"2", 3)
+    new = _reseal([3, ["b", "a"], [b"2", b"1"], [3, 1], []], 2)
+    t = KVStore.from_snapshot(new)
+    assert [k for k, _, _ in t.range("", 10)] == ["a", "b"]
+    assert KVStore.from_snapshot(t.snapshot()).range("", 10) == t.range("", 10)

@@ -111,6 +111,12 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._snapshotting = False
         self._last_snapshot_index = 0
+        # Members apply the same entries at about the same time, so with one fixed
+        # interval they would all snapshot at once, and on shared cores the leader and
+        # both followers would slow down together. A per-member phase (up to half an
+        # interval, for the first snapshot only; later ones keep the spacing) spreads
+        # them out, so a quorum is usually not busy snapshotting.
+        self._first_snapshot_done = False
         self._leader = NONE
         self._leader_seen = NONE
         self._published = False
@@ -658,9 +664,12 @@ class Node:
         if (
             raw is None
             or self._snapshotting
-            or raw.applied - self._last_snapshot_index < self.cfg.snapshot_count
+            or raw.applied - self._last_snapshot_index
+            < self.cfg.snapshot_count
+            + (0 if self._first_snapshot_done else _snapshot_phase(self.member_id, self.cfg))
         ):
             return
+        self._first_snapshot_done = True
         self._snapshotting = True
         asyncio.get_running_loop().create_task(self._snapshot())
 
@@ -1012,6 +1021,11 @@ def _request_id_of(data: bytes) -> bytes:
         return Command.decode(data).request_id
     except CommandDecodeError:
         return b""
+
+
+def _snapshot_phase(member_id: int, cfg: ServerConfig) -> int:
+    """A deterministic, well-spread offset in [0, snapshot_count / 2) per member id."""
+    return (member_id * 2654435761 % (1 << 32)) * (cfg.snapshot_count // 2) >> 32
 
 
 def _encode_state(kv_bytes: bytes, reg: Registry) -> bytes:
