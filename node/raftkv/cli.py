@@ -9,9 +9,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .backup import SnapshotInfo
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -241,9 +244,19 @@ def _add_client(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def _snapshot_main(args: argparse.Namespace) -> int:
+def _snapshot_row(path: Path, data: bytes, info: SnapshotInfo) -> dict[str, object]:
     import hashlib
 
+    return {
+        "file": str(path),
+        "applied_index": info.applied_index,
+        "keys": info.keys,
+        "bytes": info.size,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+
+
+def _snapshot_main(args: argparse.Namespace) -> int:
     from . import backup
     from . import client as c
 
@@ -256,13 +269,7 @@ def _snapshot_main(args: argparse.Namespace) -> int:
                 data = cl.snapshot(consistency=consistency)
             info = backup.verify(data, "the downloaded snapshot")
             backup.write_file(args.file, data)
-            row = {
-                "file": str(args.file),
-                "applied_index": info.applied_index,
-                "keys": info.keys,
-                "bytes": info.size,
-                "sha256": hashlib.sha256(data).hexdigest(),
-            }
+            row = _snapshot_row(args.file, data, info)
             out(
                 row
                 if args.json
@@ -271,13 +278,7 @@ def _snapshot_main(args: argparse.Namespace) -> int:
             )
         elif args.snapshot_cmd == "status":
             data, info = backup.read_file(args.file)
-            row = {
-                "file": str(args.file),
-                "applied_index": info.applied_index,
-                "keys": info.keys,
-                "bytes": info.size,
-                "sha256": hashlib.sha256(data).hexdigest(),
-            }
+            row = _snapshot_row(args.file, data, info)
             out(
                 row
                 if args.json

@@ -42,6 +42,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from raftkv.client import (
     AsyncClient,
@@ -205,6 +206,10 @@ class _Worker:
             self.turn += 1
         return c
 
+    def _record(self, key: str, kind: OpKind, call: float, **rest: Any) -> None:
+        """Record an op of this client that returned just now."""
+        self.rec.add(client=self.idx, key=key, kind=kind, call=call, ret=time.monotonic(), **rest)
+
     def _value(self) -> str:
         self.seq += 1
         return f"{self.cfg.value_prefix}c{self.idx}.{self.seq}"
@@ -214,21 +219,17 @@ class _Worker:
         try:
             r = await c.get(key, consistency=self.cfg.consistency)
         except Exception as exc:  # a failed read has no effect: FAIL and INFO both drop it
-            self.rec.add(
-                client=self.idx,
-                key=key,
-                kind=OpKind.READ,
-                call=call,
-                ret=time.monotonic(),
+            self._record(
+                key,
+                OpKind.READ,
+                call,
                 status=outcome_of(exc),
             )
             return False, None
-        self.rec.add(
-            client=self.idx,
-            key=key,
-            kind=OpKind.READ,
-            call=call,
-            ret=time.monotonic(),
+        self._record(
+            key,
+            OpKind.READ,
+            call,
             status=OpStatus.OK,
             value=None if r is None else _text(r.value),
         )
@@ -242,12 +243,10 @@ class _Worker:
             status = OpStatus.OK
         except Exception as exc:
             status = outcome_of(exc)
-        self.rec.add(
-            client=self.idx,
-            key=key,
-            kind=OpKind.WRITE,
-            call=call,
-            ret=time.monotonic(),
+        self._record(
+            key,
+            OpKind.WRITE,
+            call,
             status=status,
             value=value,
         )
@@ -259,12 +258,10 @@ class _Worker:
             status = OpStatus.OK
         except Exception as exc:
             status = outcome_of(exc)
-        self.rec.add(
-            client=self.idx,
-            key=key,
-            kind=OpKind.DELETE,
-            call=call,
-            ret=time.monotonic(),
+        self._record(
+            key,
+            OpKind.DELETE,
+            call,
             status=status,
         )
 
@@ -286,12 +283,10 @@ class _Worker:
             status, cas_failed = OpStatus.OK, True
         except Exception as exc:
             status = outcome_of(exc)
-        self.rec.add(
-            client=self.idx,
-            key=key,
-            kind=OpKind.CAS,
-            call=call,
-            ret=time.monotonic(),
+        self._record(
+            key,
+            OpKind.CAS,
+            call,
             status=status,
             value=value,
             expected=expected,
