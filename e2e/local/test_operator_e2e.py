@@ -32,11 +32,11 @@ from raftkv_operator.model import PlannerConfig
 from raftkv_operator.naming import GROUP, PLURAL, VERSION, Addressing
 from raftkv_operator.reconcile import OperatorConfig
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 log = logging.getLogger("e2e")
 T = TypeVar("T")
 NAME = "kv"
-STEP_TIMEOUT = 60.0
+STEP_TIMEOUT = 120.0  # a deadline, not a wait: generous for a loaded 2-core machine
 
 
 def free_prefix() -> tuple[int, int]:
