@@ -18,11 +18,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/raftkv cluster
 
-# tests/ plus the local end-to-end run (operator + API stand-in + real members); the
-# real-cluster suite (e2e/cluster) is `make e2e-cluster`.
+# tests/, then the local end-to-end run (operator + API stand-in + real members) on its
+# own: pytest-cov traces every subprocess too, and under tracing the members of that
+# run were several times slower. The real-cluster suite is `make e2e-cluster`.
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q --cov=raftkv.raft --cov=raftkv.storage --cov-report=term --cov-fail-under=90 \
-		tests e2e/local
+		tests
+	$(BIN)/pytest -q e2e/local
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
