@@ -19,8 +19,9 @@ run: $(STAMP)
 	$(BIN)/raftkv cluster
 
 # tests/, then the local end-to-end run (operator + API stand-in + real members) on its
-# own: pytest-cov traces every subprocess too, and under tracing the members of that
-# run were several times slower. The real-cluster suite is `make e2e-cluster`.
+# own: that run's operator, API stand-in and fake kubelet are threads of the pytest
+# process, and under coverage's tracer they were several times slower (steps of a
+# minute where 10 s is usual). The real-cluster suite is `make e2e-cluster`.
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q --cov=raftkv.raft --cov=raftkv.storage --cov-report=term --cov-fail-under=90 \
 		tests
