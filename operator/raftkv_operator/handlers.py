@@ -57,6 +57,9 @@ def register(
         settings.posting.level = logging.INFO
         settings.watching.server_timeout = 60
         settings.watching.client_timeout = 90
+        # A deletion waits for a running timer pass to exit; kopf re-checks only every
+        # 60 s by default, so a delete that lands mid-reconcile would hang for a minute.
+        settings.background.cancellation_polling = 1
 
     @kopf.on.create(*resource, registry=registry)
     @kopf.on.resume(*resource, registry=registry)
