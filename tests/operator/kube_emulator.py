@@ -12,8 +12,13 @@ adds them:
 - status subresource isolation: ``/status`` writes change only ``.status``, the main
   endpoint never changes ``.status`` (and create drops it);
 - the scale subresource (``autoscaling/v1`` Scale) for StatefulSets and for custom
-  resources registered from their CRD (``register_crd``), which also brings the
-  CRD's schema defaults and validation (422 on invalid objects);
+  resources registered from their CRD (``register_crd``), which also brings what the
+  apiserver does to every custom resource it stores: the schema's defaults, pruning
+  of unknown fields, OpenAPI and CEL validation (``oldSelf`` on updates), answered
+  with a 422 in the apiserver's shape (``RaftKV.raftkv.dev "kv" is invalid: ...``,
+  one ``details.causes`` entry per field); the CRD itself is checked first (the
+  apiextensions apiserver's refusals) and then served under
+  ``apiextensions.k8s.io/v1``;
 - PUT (replace), merge and JSON patches (strategic merge is treated as a merge
   patch: lists are replaced, not merged by key);
 - deletion with finalizers and ``deletionTimestamp``, DeleteOptions preconditions,
@@ -54,6 +59,7 @@ from kmock._internal.k8s import KubernetesError, KubernetesObjectNotFoundError
 
 JSON = dict[str, Any]
 Resource = references.resource
+CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 
 # ----------------------------------------------------------------------------- path parsing
 
@@ -99,6 +105,23 @@ def _conflict(resource: Resource, name: str, why: str) -> KubernetesError:
 
 def _invalid(resource: Resource, name: str | None, why: str) -> KubernetesError:
     return _error(422, "Invalid", f'{resource.plural} "{name}" is invalid: {why}', name=name)
+
+
+def _invalid_custom(
+    kind: str, resource: Resource, name: str | None, causes: list[Any]
+) -> KubernetesError:
+    """The apiserver's 422 for a custom resource: qualified kind, causes in details."""
+    listed = ", ".join(f"{c.field}: {c.message}" for c in causes)
+    why = listed if len(causes) == 1 else f"[{listed}]"
+    return _error(
+        422,
+        "Invalid",
+        f'{kind}.{resource.group} "{name}" is invalid: {why}',
+        name=name,
+        group=resource.group,
+        kind=kind,
+        causes=[{"reason": c.reason, "message": c.message, "field": c.field} for c in causes],
+    )
 
 
 # ----------------------------------------------------------------------------- selectors
@@ -206,10 +229,14 @@ class ScalePaths:
 
 @dataclass
 class CustomSchema:
-    """Defaulting and validation taken from a CRD version's openAPIV3Schema."""
+    """What the apiserver does to a custom resource on a write, from a CRD version's schema.
 
-    default: Callable[[JSON], JSON]
-    errors: Callable[[JSON], list[str]]
+    ``admit(new, old)`` returns the defaulted, pruned object and its causes (objects
+    with ``reason``, ``field`` and ``message``; none when valid). ``old`` is the stored
+    object on updates (for transition rules), None on create.
+    """
+
+    admit: Callable[[JSON, JSON | None], tuple[JSON, list[Any]]]
 
 
 def _now() -> str:
@@ -241,6 +268,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _scale: dict[Resource, ScalePaths] = attrs.field(factory=dict, init=False)
     _schemas: dict[Resource, CustomSchema] = attrs.field(factory=dict, init=False)
     _rng: random.Random = attrs.field(factory=lambda: random.Random(0), init=False)
+    #: Builds a custom resource's defaulting and validation from a CRD version's schema.
+    crd_schema: Callable[[JSON], CustomSchema] | None = None
+    #: The apiextensions apiserver's refusals of a CRD (empty list: accepted).
+    crd_check: Callable[[JSON], list[str]] | None = None
+    #: What ``/version`` reports (helm checks a chart's kubeVersion against it).
+    server_version: tuple[int, int] = (1, 33)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -252,12 +285,45 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
     # ------------------------------------------------------------------ configuration
 
-    def register_crd(self, crd: JSON, schema: Callable[[JSON], CustomSchema] | None = None) -> None:
-        """Serve a custom resource as its CRD declares it (names, scope, subresources).
+    def register_crd(
+        self,
+        crd: JSON,
+        schema: Callable[[JSON], CustomSchema] | None = None,
+        check: Callable[[JSON], list[str]] | None = None,
+    ) -> JSON:
+        """Create ``crd`` as ``kubectl apply`` would, and serve its custom resource.
 
-        ``schema`` builds defaulting/validation from a version's openAPIV3Schema; the
-        tests pass one based on ``crd_schema``. Without it, objects are stored as sent.
+        ``schema`` and ``check`` become the emulator's ``crd_schema`` and ``crd_check``,
+        which apply to every CRD created through the API too (``helm install``).
+        A refused CRD raises the apiserver's 422 (a :class:`KubernetesError`).
         """
+        if schema is not None:
+            self.crd_schema = schema
+        if check is not None:
+            self.crd_check = check
+        return self._create(CRDS, None, copy.deepcopy(crd))
+
+    def _serve_crd(self, crd: JSON) -> None:
+        """What the apiextensions apiserver does with a new CRD: check it, then serve it.
+
+        ``crd_schema`` builds defaulting/validation from a version's openAPIV3Schema;
+        the tests pass one based on ``crd_schema``. Without it, objects are stored as
+        sent. ``crd_check`` lists what the apiserver would refuse in the CRD
+        (``structural.check_crd``); any refusal is a 422 and nothing is served.
+        """
+        name = crd.get("metadata", {}).get("name")
+        problems = self.crd_check(crd) if self.crd_check is not None else []
+        if problems:
+            listed = ", ".join(problems)
+            raise _error(
+                422,
+                "Invalid",
+                f'CustomResourceDefinition.apiextensions.k8s.io "{name}" is invalid: '
+                + (listed if len(problems) == 1 else f"[{listed}]"),
+                name=name,
+                group="apiextensions.k8s.io",
+                kind="CustomResourceDefinition",
+            )
         spec = crd["spec"]
         names = spec["names"]
         for version in spec["versions"]:
@@ -279,8 +345,20 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     scale["statusReplicasPath"],
                     scale.get("labelSelectorPath"),
                 )
-            if schema is not None:
-                self._schemas[resource] = schema(version["schema"]["openAPIV3Schema"])
+            if self.crd_schema is not None:
+                self._schemas[resource] = self.crd_schema(version["schema"]["openAPIV3Schema"])
+        now = _now()
+        crd["status"] = {
+            "acceptedNames": names,
+            "storedVersions": [v["name"] for v in spec["versions"] if v.get("storage")],
+            "conditions": [
+                {"type": kind, "status": "True", "reason": reason, "lastTransitionTime": now}
+                for kind, reason in (
+                    ("NamesAccepted", "NoConflicts"),
+                    ("Established", "InitialNamesAccepted"),
+                )
+            ],
+        }
 
     def seed(self, resource: str | Resource, body: JSON) -> JSON:
         """Create an object as the API would (fields, events), from the server's loop
@@ -292,6 +370,20 @@ class KubeEmulator(kmock.KubernetesEmulator):
     @property
     def resource_version(self) -> int:
         return self._rv
+
+    async def _serve_server_version(self, request: rendering.Request) -> rendering.Payload:
+        major, minor = self.server_version
+        return {
+            "major": str(major),
+            "minor": str(minor),
+            "gitVersion": f"v{major}.{minor}.0",
+            "gitCommit": "0" * 40,
+            "gitTreeState": "clean",
+            "buildDate": "2026-01-01T00:00:00Z",
+            "goVersion": "go1.24.0",
+            "compiler": "gc",
+            "platform": "linux/amd64",
+        }
 
     # ------------------------------------------------------------------ request entry
 
@@ -374,14 +466,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
         for queue in self._watchers:
             queue.put_nowait((rv, resource, event))
 
-    def _default_and_validate(self, resource: Resource, obj: JSON) -> JSON:
+    def _default_and_validate(self, resource: Resource, obj: JSON, old: JSON | None = None) -> JSON:
         schema = self._schemas.get(resource)
         if schema is None:
             return obj
-        obj = schema.default(obj)
-        problems = schema.errors(obj)
-        if problems:
-            raise _invalid(resource, obj.get("metadata", {}).get("name"), "; ".join(problems))
+        obj, causes = schema.admit(obj, old)
+        if causes:
+            kind = self._info(resource).kind or resource.plural
+            raise _invalid_custom(kind, resource, obj.get("metadata", {}).get("name"), causes)
         return obj
 
     # ------------------------------------------------------------------ create
@@ -435,6 +527,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
         meta["creationTimestamp"] = _now()
         meta["generation"] = 1
         obj = self._default_and_validate(resource, obj)
+        if resource == CRDS:
+            self._serve_crd(obj)
         obj["metadata"]["resourceVersion"] = self._next_rv()
         self._store(resource, namespace, name, obj)
         self._emit(resource, "ADDED", obj)
@@ -536,7 +630,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             added = set(meta.get("finalizers", [])) - set(old_meta.get("finalizers", []))
             if added:
                 raise _invalid(resource, name, "no new finalizers can be added while deleting")
-        new = self._default_and_validate(resource, new)
+        new = self._default_and_validate(resource, new, old)
         meta = new["metadata"]
         meta["resourceVersion"] = old_meta["resourceVersion"]
         if new == old:
@@ -677,7 +771,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
         async with self._lock:
             items = [
                 copy.deepcopy(o.raw)
-                for (res, _, _), o in sorted(self._objects.items(), key=lambda kv: kv[0][1:])
+                for (res, _, _), o in sorted(
+                    self._objects.items(), key=lambda kv: (kv[0][1] or "", kv[0][2])
+                )
                 if res == request.resource and not o.deleted and match(o.raw)
             ]
             rv = str(self._rv)

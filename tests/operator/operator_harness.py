@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 
 import kopf
 import kubernetes
-from crd_schema import apply_defaults, errors, load_crd
+from crd_schema import ObjectSchema, load_crd
 from kube_emulator import CustomSchema, EmulatorThread, KubeEmulator
 from kubernetes.client import ApiClient, ApiException
+from structural import check_crd
 
 from raftkv_operator.members import HttpAdmin, MemberAdmin, MemberProbe
 from raftkv_operator.reconcile import OperatorConfig
@@ -27,17 +28,14 @@ T = TypeVar("T")
 
 
 def crd_schema(schema: dict[str, Any]) -> CustomSchema:
-    crd = load_crd()
-    return CustomSchema(
-        default=lambda obj: apply_defaults(schema, obj),
-        errors=lambda obj: errors(obj, crd),
-    )
+    """Defaulting, pruning, OpenAPI and CEL validation, as the apiserver applies them."""
+    return CustomSchema(admit=ObjectSchema(schema).admit)
 
 
 def start_emulator(**options: Any) -> EmulatorThread:
     """An emulator serving the RaftKV CRD with its defaults and validation."""
     emulator = KubeEmulator(**options)
-    emulator.register_crd(load_crd(), crd_schema)
+    emulator.register_crd(load_crd(), crd_schema, check_crd)
     return EmulatorThread(emulator)
 
 

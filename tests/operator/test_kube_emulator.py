@@ -18,9 +18,11 @@ import kopf
 import kubernetes
 import kubernetes_validate
 import pytest
-from crd_schema import apply_defaults, errors, load_crd
-from kube_emulator import CustomSchema, EmulatorThread, KubeEmulator
+from crd_schema import ObjectSchema, load_crd
+from kmock._internal.k8s import KubernetesError
+from kube_emulator import CRDS, CustomSchema, EmulatorThread, KubeEmulator
 from kubernetes.client import ApiClient, ApiException
+from structural import check_crd
 
 NS = "default"
 GROUP, VERSION, PLURAL = "raftkv.dev", "v1alpha1", "raftkvs"
@@ -28,16 +30,13 @@ T = TypeVar("T")
 
 
 def crd_schema(schema: dict[str, Any]) -> CustomSchema:
-    crd = load_crd()
-    return CustomSchema(
-        default=lambda obj: apply_defaults(schema, obj),
-        errors=lambda obj: errors(obj, crd),
-    )
+    """Defaulting, pruning, OpenAPI and CEL validation, as the apiserver applies them."""
+    return CustomSchema(admit=ObjectSchema(schema).admit)
 
 
 def start_emulator(**options: Any) -> EmulatorThread:
     emulator = KubeEmulator(**options)
-    emulator.register_crd(load_crd(), crd_schema)
+    emulator.register_crd(load_crd(), crd_schema, check_crd)
     return EmulatorThread(emulator)
 
 
@@ -348,6 +347,114 @@ def test_crd_defaults_and_validation_apply(api: ApiClient) -> None:
     assert status_of(patch_bad) == 422
 
 
+def rejection(fn: Callable[[], Any]) -> dict[str, Any]:
+    """The Status body of a refused request."""
+    try:
+        fn()
+    except ApiException as exc:
+        assert exc.status == 422, exc
+        body = json.loads(exc.body)
+        assert isinstance(body, dict)
+        return body
+    raise AssertionError("the request was accepted")
+
+
+def test_a_cel_rule_refuses_with_the_apiservers_message_and_causes(api: ApiClient) -> None:
+    custom = kubernetes.client.CustomObjectsApi(api)
+    body = rejection(
+        lambda: custom.create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, raftkv(raft={"electionTicks": 3, "heartbeatTicks": 3})
+        )
+    )
+    assert body["reason"] == "Invalid"
+    assert body["message"] == (
+        'RaftKV.raftkv.dev "kv" is invalid: spec.raft: Invalid value: "object": '
+        "electionTicks must be greater than heartbeatTicks"
+    )
+    assert body["details"]["kind"] == "RaftKV"
+    assert body["details"]["group"] == "raftkv.dev"
+    assert body["details"]["causes"] == [
+        {
+            "reason": "FieldValueInvalid",
+            "message": 'Invalid value: "object": electionTicks must be greater than heartbeatTicks',
+            "field": "spec.raft",
+        }
+    ]
+
+
+def test_several_causes_are_listed_in_brackets(api: ApiClient) -> None:
+    custom = kubernetes.client.CustomObjectsApi(api)
+    body = rejection(
+        lambda: custom.create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, raftkv(replicas=0, imagePullPolicy="Sometimes")
+        )
+    )
+    assert body["message"].startswith('RaftKV.raftkv.dev "kv" is invalid: [')
+    fields = [c["field"] for c in body["details"]["causes"]]
+    assert fields == ["spec.imagePullPolicy", "spec.replicas"]
+
+
+def test_transition_rule_runs_on_updates_only(api: ApiClient) -> None:
+    custom = kubernetes.client.CustomObjectsApi(api)
+    args = (GROUP, VERSION, NS, PLURAL)
+    custom.create_namespaced_custom_object(*args, raftkv(storage={"size": "5Gi"}))
+    # A no-op update, and changes the rule allows, pass.
+    custom.patch_namespaced_custom_object(*args, "kv", {"spec": {"replicas": 5}})
+    custom.patch_namespaced_custom_object(
+        *args, "kv", {"spec": {"storage": {"size": "5Gi", "storageClassName": "fast"}}}
+    )
+    body = rejection(
+        lambda: custom.patch_namespaced_custom_object(
+            *args, "kv", {"spec": {"storage": {"size": "10Gi"}}}
+        )
+    )
+    assert body["details"]["causes"] == [
+        {
+            "reason": "FieldValueInvalid",
+            "message": 'Invalid value: "object": '
+            "storage.size cannot change once members have claims",
+            "field": "spec.storage",
+        }
+    ]
+    stored = custom.get_namespaced_custom_object(*args, "kv")
+    assert stored["spec"]["storage"] == {"size": "5Gi", "storageClassName": "fast"}
+
+
+def test_unknown_fields_are_pruned_as_the_apiserver_prunes_them(api: ApiClient) -> None:
+    custom = kubernetes.client.CustomObjectsApi(api)
+    obj = raftkv(replicas=1, bogus=True)
+    obj["spec"]["raft"] = {"tickMs": 50, "typo": 1}
+    obj["spec"]["affinity"] = {"anything": {"goes": 1}}  # preserve-unknown-fields
+    obj["extra"] = "dropped"
+    created = custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, obj)
+    assert "extra" not in created
+    assert "bogus" not in created["spec"]
+    assert created["spec"]["raft"] == {
+        "tickMs": 50,
+        "snapshotCount": 10000,
+        "electionTicks": 10,
+        "heartbeatTicks": 1,
+    }
+    assert created["spec"]["affinity"] == {"anything": {"goes": 1}}
+
+
+def test_the_crd_is_served_and_a_refused_crd_is_not_registered(server: EmulatorThread) -> None:
+    stored = server.emulator._stored(CRDS, None, "raftkvs.raftkv.dev")
+    assert stored is not None and stored["spec"]["group"] == GROUP
+    assert {"type": "Established", "status": "True"}.items() <= stored["status"]["conditions"][
+        1
+    ].items()
+    bad = load_crd()
+    bad["metadata"]["name"] = "others.raftkv.dev"
+    bad["spec"]["names"] = {**bad["spec"]["names"], "plural": "others", "shortNames": []}
+    version = bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    raft = version["properties"]["spec"]["properties"]["raft"]
+    raft["default"] = {}  # the shipped mistake: an unguarded rule over an empty default
+    raft["x-kubernetes-validations"][0]["rule"] = "self.electionTicks > self.heartbeatTicks"
+    with pytest.raises(KubernetesError, match="no such key: electionTicks evaluating rule"):
+        KubeEmulator().register_crd(bad, crd_schema, check_crd)
+
+
 def test_scale_subresource_on_raftkv_and_statefulset(api: ApiClient) -> None:
     custom = kubernetes.client.CustomObjectsApi(api)
     custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, raftkv(replicas=3))
@@ -502,7 +609,12 @@ def test_watch_sends_bookmarks_and_ends_at_timeout_seconds() -> None:
         assert time.monotonic() - started < 5
         assert lines and all(line["type"] == "BOOKMARK" for line in lines)
         assert lines[0]["object"]["kind"] == "ConfigMap"
-        assert lines[0]["object"]["metadata"]["resourceVersion"] == "1"
+        # The newest write so far: registering the RaftKV CRD stored the CRD object.
+        crd = running.emulator._stored(CRDS, None, "raftkvs.raftkv.dev")
+        assert crd is not None
+        assert (
+            lines[0]["object"]["metadata"]["resourceVersion"] == crd["metadata"]["resourceVersion"]
+        )
 
 
 # ----------------------------------------------------------------------------- kopf
@@ -565,7 +677,7 @@ def test_minimal_kopf_lifecycle(server: EmulatorThread, api: ApiClient) -> None:
         except ApiException as exc:
             if exc.status != 409:  # a re-run after a crash finds it already there
                 raise
-        patch.status["phase"] = "Created"
+        patch.status["leader"] = "Created"  # a field the schema has: others are pruned
         # kopf 1.45 posts only explicit events (settings.posting.loggers is False).
         kopf.info(body, reason="ChildCreated", message=f"created {child['metadata']['name']}")
 
@@ -592,7 +704,7 @@ def test_minimal_kopf_lifecycle(server: EmulatorThread, api: ApiClient) -> None:
 
         def status() -> Any:
             obj = custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "kv")
-            return obj if obj.get("status", {}).get("phase") == "Created" else None
+            return obj if obj.get("status", {}).get("leader") == "Created" else None
 
         obj = wait_for("the status patch", status)
         assert obj["metadata"]["finalizers"]  # kopf's, because of the delete handler

@@ -14,6 +14,8 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import yaml
+from crd_schema import ObjectSchema, prune
+from structural import check_crd
 
 import render_manifests
 
@@ -143,12 +145,15 @@ def crd() -> Obj:
 
 
 def raftkv_errors(obj: Obj) -> list[str]:
-    """A RaftKV against the CRD's OpenAPI schema (types, ranges, patterns, required;
-    the CEL rules are the API server's)."""
+    """A RaftKV as the apiserver takes it: defaults, then OpenAPI and CEL validation,
+    with the apiserver's messages. A field the schema does not know is an error here
+    (the apiserver would drop it without a word, and the setting with it)."""
     (version,) = crd()["spec"]["versions"]
     schema = version["schema"]["openAPIV3Schema"]
-    validator = jsonschema.Draft7Validator(schema)
-    return [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(obj)]
+    problems = [str(cause) for cause in ObjectSchema(schema).admit(obj)[1]]
+    if prune(schema, obj) != obj:
+        problems.append("fields the CRD's schema does not know (the apiserver prunes them)")
+    return problems
 
 
 _LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
@@ -291,6 +296,7 @@ def validation_errors(obj: Obj, version: str) -> list[str]:
     kind = obj["kind"]
     if kind == "RaftKV":
         return raftkv_errors(obj)
+    problems = check_crd(obj) if kind == "CustomResourceDefinition" else []
     if kind in MONITORING_SCHEMAS:
         validator = jsonschema.Draft7Validator(MONITORING_SCHEMAS[kind])
         return [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(obj)]
@@ -298,5 +304,5 @@ def validation_errors(obj: Obj, version: str) -> list[str]:
         # strict: fields the official schema does not know are errors too.
         kubernetes_validate.validate(obj, version, strict=True)
     except kubernetes_validate.ValidationError as exc:
-        return [f"{'.'.join(map(str, exc.path))}: {exc.message}"]
-    return []
+        problems.append(f"{'.'.join(map(str, exc.path))}: {exc.message}")
+    return problems

@@ -10,8 +10,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = str(REPO / "scripts")
-if SCRIPTS not in sys.path:
-    sys.path.insert(0, SCRIPTS)
+# The apiserver stand-in's CRD checks (crd_schema, structural) live with the operator
+# tests; the shipping checks put what helm and kubectl render through them too.
+OPERATOR_TESTS = str(REPO / "tests" / "operator")
+for folder in (SCRIPTS, OPERATOR_TESTS):
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
 
 import devtools  # noqa: E402
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client.registry import CollectorRegistry
+from structural import check_crd
 
 import render_manifests
 from raftkv.metrics import Metrics, RaftGauges
@@ -30,6 +31,7 @@ from .chart import (
     Obj,
     find,
     one,
+    raftkv_errors,
     render,
     template_text,
     validation_errors,
@@ -91,6 +93,21 @@ def test_the_crd_validates_for_every_version() -> None:
         assert not validation_errors(crd, version), version
 
 
+@pytest.mark.parametrize("value_set", ["defaults", "everything-on"])
+def test_what_helm_install_sends_passes_the_apiserver_checks(value_set: str) -> None:
+    """``helm install`` creates crds/ first, then the templates: the CRD must pass the
+    apiextensions checks (structural schema, defaults against CEL rules) and every
+    RaftKV the chart renders must be admitted in its defaulted form."""
+    text = template_text(VALUE_SETS[value_set], "--include-crds")
+    objs = [doc for doc in yaml.safe_load_all(text) if doc]
+    crds = [o for o in objs if o["kind"] == "CustomResourceDefinition"]
+    assert len(crds) == 1
+    assert check_crd(crds[0]) == []
+    for obj in objs:
+        if obj["kind"] == "RaftKV":
+            assert raftkv_errors(obj) == [], obj["metadata"]["name"]
+
+
 def test_validation_catches_a_bad_object() -> None:
     # The validators above are not vacuous.
     dep = one(render({}), "Deployment")
@@ -101,6 +118,13 @@ def test_validation_catches_a_bad_object() -> None:
     assert validation_errors(monitor, VERSIONS[0])
     rkv = one(render(EVERYTHING), "RaftKV")
     rkv["spec"]["replicas"] = 0
+    assert validation_errors(rkv, VERSIONS[0])
+    rkv["spec"]["replicas"] = 3
+    rkv["spec"]["raft"] = {"electionTicks": 2, "heartbeatTicks": 2}  # the CEL rule
+    assert validation_errors(rkv, VERSIONS[0]) == [
+        'spec.raft: Invalid value: "object": electionTicks must be greater than heartbeatTicks'
+    ]
+    rkv["spec"]["raft"] = {"tickMs": 100, "typo": 1}  # pruned by the apiserver
     assert validation_errors(rkv, VERSIONS[0])
 
 

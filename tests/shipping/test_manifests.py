@@ -85,6 +85,14 @@ def test_dash_f_and_dash_k_install_the_same_objects(kubectl: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     by_k = [o for o in yaml.safe_load_all(done.stdout) if o]
+    # What `kubectl apply -k` sends goes through the apiserver's checks, CRD included.
+    problems = [
+        f"{version} {obj['kind']}/{obj['metadata']['name']}: {error}"
+        for version in VERSIONS
+        for obj in by_k
+        for error in validation_errors(obj, version)
+    ]
+    assert not problems, "\n".join(problems)
 
     def key(o: Obj) -> tuple[str, str]:
         return (o["kind"], o["metadata"]["name"])
