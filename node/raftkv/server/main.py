@@ -17,6 +17,8 @@ from starlette.types import Receive, Scope, Send
 from ..api.client_api import create_client_app
 from ..storage.errors import StorageError
 from ..transport import TransportOptions
+from ..transport.auth import not_ready
+from ..transport.server import CLOSE_TRY_AGAIN_LATER, deny_websocket, refusal_response
 from ..transport.transport import peer_uvicorn_config
 from .config import ServerConfig
 from .meta import IdentityError
@@ -39,7 +41,9 @@ class _Server(uvicorn.Server):
 
 class _PeerApp:
     """The peer port, up from the start: a member that is still discovering its id
-    has no transport yet and answers 503 until it does."""
+    has no transport yet and refuses with 503 `not_ready` until it does. Not a 403:
+    the leader dials a new learner at once, and must not read the moment before the
+    learner knows its id as a wrong cluster id or secret."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -49,22 +53,15 @@ class _PeerApp:
         if transport is not None:
             await transport.app(scope, receive, send)
             return
+        # Debug only: every learner refuses its leader a few times while joining.
         if scope["type"] == "http":
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 503,
-                    "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1")],
-                }
-            )
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": b'{"error":"joining","message":"member is joining"}',
-                }
-            )
+            log.debug("refusing %s %s: member id not known yet", scope["method"], scope["path"])
+            await refusal_response(not_ready())(scope, receive, send)
         elif scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1013})
+            log.debug("refusing stream from %s: member id not known yet", scope.get("client"))
+            await deny_websocket(
+                scope, receive, send, not_ready(), fallback_close=CLOSE_TRY_AGAIN_LATER
+            )
 
 
 def _bind(host: str, port: int) -> socket.socket:

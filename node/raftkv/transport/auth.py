@@ -15,15 +15,28 @@ with the HTTP status it maps to, here and nowhere else:
 - 409 `wrong_member`: the sender meant another member. Happens when a pod comes back
   on an address that used to belong to someone else; the sender must not believe it
   delivered anything.
+- 503 `not_ready` (`not_ready()`): the member does not know its own id yet (a learner
+  still discovering which id the cluster gave it), so it cannot admit anyone. Every
+  learner goes through this for a moment while the leader is already dialling it, so
+  it has its own status and code: senders retry it quietly, where a 403 is logged as
+  the misconfiguration it is. `refusal_code` reads the code back on the sender.
+- 503 `stopping`: the member is shutting down (`server.Inbound.close_all`); as
+  passing as `not_ready` for the sender, though slower to heal.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from raftkv.wire import U64_MAX
+
+NOT_READY = "not_ready"
+"""Refusal code of a member that does not know its own id yet (see `not_ready`)."""
+STOPPING = "stopping"
+"""Refusal code of a member that is shutting down."""
 
 CLUSTER_HEADER = "x-raftkv-cluster-id"
 SECRET_HEADER = "x-raftkv-peer-secret"
@@ -77,6 +90,27 @@ class PeerRefused(Exception):
     def body(self) -> dict[str, str]:
         """The house error shape: `{"error": code, "message": ...}`."""
         return {"error": self.code, "message": self.message}
+
+
+def not_ready() -> PeerRefused:
+    """The refusal of a member that has no id yet. Not a verdict on the caller, so
+    not a 403: a passing state that the sender should retry as it would retry an
+    unreachable peer, without reporting an authentication failure."""
+    return PeerRefused(503, NOT_READY, "member id not known yet")
+
+
+def refusal_code(body: bytes | bytearray) -> str | None:
+    """The `error` code of a refusal body (`PeerRefused.body`), or None when there is
+    none. A peer from before `not_ready` existed answers a bare 403 without a body, so
+    a missing or unreadable code must leave the sender judging by the status alone,
+    never by a guess at the softer reading."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        # Whatever the body, this must not raise: it runs in the stream's redial loop.
+        return None
+    code = doc.get("error") if isinstance(doc, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def _same(got: str | None, want: str) -> bool:

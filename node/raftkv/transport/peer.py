@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 
 from raftkv.raft.types import Message
-from raftkv.transport.auth import PeerAuth
+from raftkv.transport.auth import NOT_READY, STOPPING, PeerAuth, refusal_code
 from raftkv.transport.backoff import Backoff
 from raftkv.transport.framing import encode_frames
 from raftkv.transport.options import TransportOptions
@@ -166,8 +166,10 @@ class PeerStream:
             try:
                 ws = await self._dial()
             except InvalidStatus as exc:
-                self._refused(exc.response.status_code)
-                backoff.attempt = 64  # a refusal will not heal in milliseconds
+                response = exc.response
+                code = refusal_code(response.body)
+                if self._refused(response.status_code, code, first=failures == 0):
+                    backoff.attempt = 64  # a refusal will not heal in milliseconds
                 self._hooks.unreachable(self.peer_id)
             except Exception as exc:  # OSError, TimeoutError, InvalidHandshake, ...
                 level = logging.WARNING if failures == 0 else logging.DEBUG
@@ -182,7 +184,30 @@ class PeerStream:
             failures += 1
             await asyncio.sleep(backoff.next())
 
-    def _refused(self, status: int) -> None:
+    def _refused(self, status: int, code: str | None, *, first: bool) -> bool:
+        """Log a refused handshake; return True when it will not heal in milliseconds,
+        so the next dial waits as long as the backoff allows.
+
+        503 `not_ready` and `stopping` are the peer's own passing states, not a
+        verdict on us: a learner refuses its leader that way for a moment on every
+        join. They are logged once at INFO per outage (DEBUG after) and never as the
+        403 that a wrong cluster id or secret gets. A `not_ready` learner keeps the
+        normal backoff progression, since the leader should reach it as soon as it
+        knows its id; a stopping member is going away for at least a restart."""
+        if status == 503 and code == NOT_READY:
+            log.log(
+                logging.INFO if first else logging.DEBUG,
+                "peer %x does not know its member id yet (joining); retrying",
+                self.peer_id,
+            )
+            return False
+        if status == 503 and code == STOPPING:
+            log.log(
+                logging.INFO if first else logging.DEBUG,
+                "peer %x is shutting down; retrying",
+                self.peer_id,
+            )
+            return True
         if status == 410:
             log.error("peer %x says this member (%x) was removed", self.peer_id, self._local_id)
             self._hooks.removed()
@@ -191,7 +216,8 @@ class PeerStream:
         elif status == 409:
             log.error("%s is not member %x (409): stale peer URL?", self.url, self.peer_id)
         else:
-            log.warning("peer %x refused the stream with HTTP %d", self.peer_id, status)
+            log.warning("peer %x refused the stream with HTTP %d (%s)", self.peer_id, status, code)
+        return True
 
     async def _dial(self) -> ClientConnection:
         ws = await connect(

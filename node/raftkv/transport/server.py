@@ -10,8 +10,8 @@ Routes (nothing else; FastAPI's docs and OpenAPI routes are off on this port):
 Every request is admitted (`auth.admit`) before anything else happens. A refused
 stream never gets a WebSocket: the refusal is a plain HTTP response to the upgrade
 request (ASGI "WebSocket Denial Response", which uvicorn implements for all its
-WebSocket backends), so the sender sees 403/409/410 as a status code, exactly like a
-refused snapshot POST.
+WebSocket backends), so the sender sees 403/409/410/503 as a status code with the
+`PeerRefused` body, exactly like a refused snapshot POST (`deny_websocket`).
 
 Garbage is contained per connection: an undecodable frame closes that one stream with
 1008 (policy violation) and is logged; a text frame closes it with 1003. Other
@@ -29,10 +29,11 @@ from collections.abc import Callable
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from raftkv.raft.types import Message
-from raftkv.transport.auth import URL_HEADER, PeerAuth, PeerRefused, admit
+from raftkv.transport.auth import STOPPING, URL_HEADER, PeerAuth, PeerRefused, admit
 from raftkv.transport.options import TransportOptions
 from raftkv.transport.peer import CLOSE_REMOVED, STREAM_PATH
 from raftkv.transport.snapshot import SNAPSHOT_PATH, receive_snapshot
@@ -44,7 +45,36 @@ HEALTH_PATH = "/raft/health"
 CLOSE_POLICY = 1008
 CLOSE_UNSUPPORTED = 1003
 CLOSE_GOING_AWAY = 1001
+CLOSE_TRY_AGAIN_LATER = 1013
 _DENIAL_EXTENSION = "websocket.http.response"
+
+
+def refusal_response(refusal: PeerRefused) -> JSONResponse:
+    """The HTTP answer to a refused stream or snapshot. A 503 is a passing state (the
+    member is joining or stopping), so it says when to come back, as HTTP expects."""
+    headers = {"retry-after": "1"} if refusal.status == 503 else None
+    return JSONResponse(refusal.body(), status_code=refusal.status, headers=headers)
+
+
+async def deny_websocket(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    refusal: PeerRefused,
+    *,
+    fallback_close: int = CLOSE_POLICY,
+) -> None:
+    """Refuse a WebSocket handshake with `refusal`'s status and body, before accept.
+
+    Raw ASGI, so that an app in front of the transport (the member's peer port while
+    it has no transport yet) refuses exactly as `Inbound` does. Without the denial
+    extension the only pre-accept refusal in ASGI is a close, which servers turn into
+    a bodiless 403: the sender then cannot tell any refusal from a wrong secret, which
+    is why every server we run on must offer the extension."""
+    if _DENIAL_EXTENSION in scope.get("extensions", {}):
+        await refusal_response(refusal)(scope, receive, send)
+    else:
+        await send({"type": "websocket.close", "code": fallback_close})
 
 
 class Inbound:
@@ -90,21 +120,23 @@ class Inbound:
     def _admit(self, headers: Request | WebSocket) -> int:
         sender = admit(headers.headers, self._auth, self._local_id, self._is_removed)
         if self._closing:
-            raise PeerRefused(503, "stopping", "this member is shutting down")
+            raise PeerRefused(503, STOPPING, "this member is shutting down")
         return sender
 
     @staticmethod
     async def _deny(websocket: WebSocket, refusal: PeerRefused) -> None:
-        log.warning(
-            "refused stream from %s: %d %s", websocket.client, refusal.status, refusal.message
+        # A 503 (stopping) is this member's own state, not news about the caller, and
+        # every peer redials into it while the member stops: not worth a warning each.
+        level = logging.DEBUG if refusal.status == 503 else logging.WARNING
+        log.log(
+            level,
+            "refused stream from %s: %d %s",
+            websocket.client,
+            refusal.status,
+            refusal.message,
         )
-        if _DENIAL_EXTENSION in websocket.scope.get("extensions", {}):
-            response = JSONResponse(refusal.body(), status_code=refusal.status)
-            await websocket.send_denial_response(response)
-        else:
-            # Without the extension the only pre-accept refusal in ASGI is a close,
-            # which servers turn into 403: the sender cannot tell 410 from 403 then.
-            await websocket.close(code=CLOSE_POLICY)
+        # websocket.send, not the raw send: Starlette tracks the handshake state.
+        await deny_websocket(websocket.scope, websocket.receive, websocket.send, refusal)
 
     # -- routes ----------------------------------------------------------------------------
 
@@ -185,7 +217,7 @@ class Inbound:
             if refusal.status in (400, 413):
                 self.snapshots_rejected += 1
             log.warning("refused snapshot: %d %s", refusal.status, refusal.message)
-            return JSONResponse(refusal.body(), status_code=refusal.status)
+            return refusal_response(refusal)
         self.snapshots_received += 1
         assert msg.snapshot is not None  # receive_snapshot returns a verified one
         log.info("verified snapshot at index %d from peer %x", msg.snapshot.metadata.index, sender)
