@@ -13,8 +13,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import kopf
+from kubernetes.client import ApiException
 
 from raftkv_operator import naming as n
+from raftkv_operator.crd import CRD_NAME, crd_problem
 from raftkv_operator.executor import EventSink
 from raftkv_operator.kube import Kube
 from raftkv_operator.reconcile import OperatorConfig, Reconciler
@@ -60,6 +62,26 @@ def register(
         # A deletion waits for a running timer pass to exit; kopf re-checks only every
         # 60 s by default, so a delete that lands mid-reconcile would hang for a minute.
         settings.background.cancellation_polling = 1
+
+    @kopf.on.startup(registry=registry)
+    async def _check_crd(**_: Any) -> None:
+        # Before any RaftKV handler runs: against an older CRD the apiserver would
+        # silently prune what this operator writes (helm never upgrades crds/).
+        try:
+            crd = await kube.read_crd(CRD_NAME)
+        except ApiException as exc:
+            if exc.status != 403:
+                raise  # kopf retries the startup handler
+            log.warning(
+                "cannot read CustomResourceDefinition %s (403: a namespace-scoped install); "
+                "not checking that it is the revision this operator needs",
+                CRD_NAME,
+            )
+            return
+        problem = crd_problem(crd)
+        if problem is not None:
+            log.error("refusing to run: %s", problem)
+            raise kopf.PermanentError(problem)
 
     @kopf.on.create(*resource, registry=registry)
     @kopf.on.resume(*resource, registry=registry)

@@ -53,6 +53,7 @@ class Kube:
         self.apps = kubernetes.client.AppsV1Api(api)
         self.policy = kubernetes.client.PolicyV1Api(api)
         self.custom = kubernetes.client.CustomObjectsApi(api)
+        self.extensions = kubernetes.client.ApiextensionsV1Api(api)
 
     async def _call(self, fn: Callable[[], T]) -> T:
         return await asyncio.to_thread(fn)
@@ -72,6 +73,17 @@ class Kube:
 
         try:
             return dict(await self._call(get))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def read_crd(self, name: str) -> JSON | None:
+        """A CustomResourceDefinition (cluster-scoped), None when not installed."""
+        try:
+            return self._plain(
+                await self._call(lambda: self.extensions.read_custom_resource_definition(name))
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None

@@ -11,28 +11,32 @@ every call seen here.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import aiohttp.web
 import kubernetes
 import pytest
+
+# tests/operator is on sys.path (conftest.py).
+from crd_schema import load_crd
+from kube_emulator import EmulatorThread, KubeEmulator
 from kubernetes.client import ApiClient
+from operator_harness import NS, OperatorThread, crd_schema, wait_for
+from structural import check_crd
+from test_operator_emulator import CONFIG, FakeMembers, ready_pod
 
 from raftkv_operator.naming import GROUP, PLURAL, VERSION
 
-from .chart import REPO, render
-from .test_rbac import KOPF_CALLS, KOPF_CLUSTER_CALLS, OPERATOR_CALLS, Call, granted
-
-OPERATOR_TESTS = str(REPO / "tests" / "operator")
-if OPERATOR_TESTS not in sys.path:
-    sys.path.insert(0, OPERATOR_TESTS)
-
-from crd_schema import load_crd  # noqa: E402
-from kube_emulator import EmulatorThread, KubeEmulator  # noqa: E402
-from operator_harness import NS, OperatorThread, crd_schema, wait_for  # noqa: E402
-from test_operator_emulator import CONFIG, FakeMembers, ready_pod  # noqa: E402
+from .chart import render
+from .test_rbac import (
+    KOPF_CALLS,
+    KOPF_CLUSTER_CALLS,
+    OPERATOR_CALLS,
+    OPERATOR_CLUSTER_CALLS,
+    Call,
+    granted,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -75,7 +79,7 @@ def recorded() -> Iterator[tuple[EmulatorThread, list[Call]]]:
             return await super()._handle(request)
 
     emulator = Recording()
-    emulator.register_crd(load_crd(), crd_schema)
+    emulator.register_crd(load_crd(), crd_schema, check_crd)
     with EmulatorThread(emulator) as server:
         yield server, calls
 
@@ -165,6 +169,11 @@ def test_every_request_the_operator_makes_is_granted(
     # exercises every one of them. The exception is update on raftkvs/finalizers, which
     # no request makes: an admission plugin checks it when a child carrying an
     # ownerReference with blockOwnerDeletion is created.
-    tables = set(OPERATOR_CALLS) | set(KOPF_CALLS) | set(KOPF_CLUSTER_CALLS)
+    tables = (
+        set(OPERATOR_CALLS)
+        | set(OPERATOR_CLUSTER_CALLS)
+        | set(KOPF_CALLS)
+        | set(KOPF_CLUSTER_CALLS)
+    )
     admission_only = {Call(GROUP, f"{PLURAL}/finalizers", "update")}
     assert seen == tables - admission_only
