@@ -74,6 +74,7 @@ def test_three_members_become_available(scenario: Scenario) -> None:
     scenario.wait_statefulset_image()
     obj = scenario.wait_in_sync(3, timeout=scenario.config.startup_timeout)
     assert state.conditions(obj)["Available"]["status"] == "True"
+    assert state.conditions(obj)["Ready"]["status"] == "True"
 
     # The objects the operator owns, under the names naming.py gives them.
     k, ns, name = scenario.kubectl, scenario.ns, scenario.name

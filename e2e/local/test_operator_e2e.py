@@ -162,6 +162,7 @@ class World:
             status.get("observedGeneration") == obj["metadata"]["generation"]
             and conds.get("Progressing", {}).get("reason") == "InSync"
             and conds.get("Available", {}).get("status") == "True"
+            and conds.get("Ready", {}).get("status") == "True"
             and status.get("readyReplicas") == replicas
             and len(status.get("memberIDs") or []) == replicas
             and not status.get("inFlight")

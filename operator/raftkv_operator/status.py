@@ -41,7 +41,7 @@ from raftkv_operator.planner import quorum_problem
 
 JSON = dict[str, Any]
 
-AVAILABLE, PROGRESSING, DEGRADED = "Available", "Progressing", "Degraded"
+AVAILABLE, PROGRESSING, DEGRADED, READY = "Available", "Progressing", "Degraded", "Ready"
 
 # --------------------------------------------------------------------------- bookkeeping
 
@@ -214,6 +214,8 @@ def conditions(
     else:
         degraded = ("False", "AllMembersReady", f"{len(book.members)} members ready")
 
+    ready = ready_condition(observed, action, bootstrapping, problem)
+
     old = {c.get("type"): c for c in previous}
     stamp = format_time(now) if now is not None else None
     out = []
@@ -221,6 +223,7 @@ def conditions(
         (AVAILABLE, available),
         (PROGRESSING, progressing),
         (DEGRADED, degraded),
+        (READY, ready),
     ):
         before = old.get(kind) or {}
         # lastTransitionTime moves only when the status flips, as in core conditions.
@@ -236,6 +239,38 @@ def conditions(
             cond["lastTransitionTime"] = since
         out.append(cond)
     return out
+
+
+def ready_condition(
+    observed: Observed, action: Action, bootstrapping: bool, problem: str | None
+) -> tuple[str, str, str]:
+    """``Ready``: the cluster is what the spec asks for, and every member serves.
+
+    ``Available`` says the cluster takes writes (a quorum of voters is healthy), which
+    is true as soon as the first member leads; what someone running ``kubectl wait``
+    after ``kubectl apply`` needs is the state they asked for: ``spec.replicas``
+    voters, no learner left to promote, every member ready, and no step left to take.
+    """
+    raft, spec = observed.raft, observed.spec
+    if bootstrapping:
+        return ("False", "Bootstrapping", "the first member has not started leading yet")
+    if problem is not None:
+        return ("False", "QuorumLost", problem)
+    voters = raft.voter_ids
+    ready_voters = len(voters & raft.ready_ids)
+    if len(voters) != spec.desired or raft.learner_ids:
+        return (
+            "False",
+            "Scaling",
+            f"{len(voters)} voters and {len(raft.learner_ids)} learners; "
+            f"spec.replicas is {spec.desired}",
+        )
+    if ready_voters != len(voters):
+        return ("False", "MembersNotReady", f"{ready_voters} of {len(voters)} voters ready")
+    if not isinstance(action, Done):
+        reason, message = describe(action)
+        return ("False", reason, message)
+    return ("True", "AllMembersReady", f"{ready_voters} of {spec.desired} voters ready")
 
 
 def condition(status: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any] | None:

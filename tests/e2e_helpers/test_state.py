@@ -33,6 +33,7 @@ def raftkv(replicas: int = 3, **status: Any) -> JSON:
                 {"type": "Available", "status": "True", "reason": "QuorumHealthy"},
                 {"type": "Progressing", "status": "False", "reason": "InSync"},
                 {"type": "Degraded", "status": "False", "reason": "AllMembersReady"},
+                {"type": "Ready", "status": "True", "reason": "AllMembersReady"},
             ],
         },
     }
@@ -65,6 +66,16 @@ def test_raftkv_in_sync() -> None:
         (
             {"conditions": [{"type": "Available", "status": "False", "reason": "QuorumLost"}]},
             "QuorumLost",
+        ),
+        (
+            {
+                "conditions": [
+                    {"type": "Available", "status": "True"},
+                    {"type": "Progressing", "status": "False", "reason": "InSync"},
+                    {"type": "Ready", "status": "False", "reason": "Scaling"},
+                ]
+            },
+            "Ready=False (Scaling",
         ),
     ],
 )

@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from planner_world import CONFIG, SPEC, Fault, World
+from planner_world import CONFIG, NOW, SPEC, UID, Fault, World, cluster, url
 
 from raftkv_operator.model import (
     Action,
@@ -28,7 +28,6 @@ from raftkv_operator.model import (
     PodView,
     PromoteLearner,
     PVCView,
-    RaftMember,
     RaftView,
     Reason,
     RemoveMember,
@@ -41,64 +40,6 @@ from raftkv_operator.model import (
     Wait,
 )
 from raftkv_operator.planner import plan
-
-NOW = 5_000.0
-UID = SPEC.uid
-
-
-def url(k: int) -> str:
-    return SPEC.peer_url(k)
-
-
-def cluster(
-    n: int = 3,
-    *,
-    replicas: int | None = None,
-    learners: dict[int, int] | None = None,
-    leader: int | None = 1,
-    in_flight: Change | None = None,
-    next_id: int | None = None,
-    sts: int | None = None,
-    not_ready: frozenset[int] = frozenset(),
-    pending: bool = False,
-) -> Observed:
-    """A healthy n-voter cluster; ``learners`` adds ordinal → id learners on top."""
-    learners = learners or {}
-    members = {k: k + 1 for k in range(n)} | learners
-    ids = {**{k + 1: False for k in range(n)}, **{m: True for m in learners.values()}}
-    ordinal_of = {m: k for k, m in members.items()}
-    ready = frozenset(ids) - not_ready
-    size = sts if sts is not None else n + len(learners)
-    return Observed(
-        spec=replace(SPEC, replicas=n if replicas is None else replicas),
-        status=Bookkeeping(
-            cluster_id=UID,
-            members=members,
-            next_member_id=next_id or max(ids) + 1,
-            in_flight=in_flight,
-        ),
-        now=NOW,
-        children_exist=True,
-        statefulset=StatefulSetView(size, size, size),
-        pods=tuple(
-            PodView(ordinal=k, ready=members.get(k) in ready, member_id=members.get(k))
-            for k in range(size)
-        ),
-        pvcs=tuple(PVCView(ordinal=k) for k in range(size)),
-        raft=RaftView(
-            reachable=True,
-            leader_id=leader,
-            term=7,
-            commit_index=100,
-            members=tuple(
-                RaftMember(m, f"kv-{ordinal_of[m]}", url(ordinal_of[m]), learner)
-                for m, learner in sorted(ids.items())
-            ),
-            match_index={m: 100 for m in ids},
-            ready_ids=ready,
-            config_change_pending=pending,
-        ),
-    )
 
 
 def with_pods(o: Observed, *pods: PodView, drop: tuple[int, ...] = ()) -> Observed:

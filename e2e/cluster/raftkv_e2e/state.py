@@ -61,6 +61,9 @@ def raftkv_not_in_sync(obj: Mapping[str, Any], replicas: int) -> str | None:
     progressing = conds.get("Progressing") or {}
     if progressing.get("reason") != "InSync":
         return f"Progressing: {progressing.get('reason')}: {progressing.get('message')}"
+    ready = conds.get("Ready") or {}
+    if ready.get("status") != "True":
+        return f"Ready={ready.get('status')} ({ready.get('reason')}: {ready.get('message')})"
     if status.get("inFlight"):
         return f"a membership change is in flight: {status['inFlight']}"
     if status.get("replicas") != replicas or status.get("readyReplicas") != replicas:
