@@ -626,3 +626,139 @@ def test_async_snapshot(fake: FakeCluster) -> None:
             return await c.snapshot(consistency="serializable")
 
     assert asyncio.run(go()) == SNAPSHOT_BODY
+
+
+# -- one request flow, two drivers ---------------------------------------------------------
+
+# (method, args, kwargs, the scripted answers it consumes): a Response, or an exception
+# class the transport raises (connection refused / reply lost / ...).
+Answer = httpx.Response | type[httpx.TransportError]
+SCRIPT: list[tuple[str, tuple[object, ...], dict[str, object], list[Answer]]] = [
+    (
+        "put",
+        ("a/b", b"v"),
+        {"if_match": 4},
+        [httpx.ConnectError, err(503, "indeterminate"), httpx.Response(200, json={"revision": 5})],
+    ),
+    (
+        "get",
+        ("a/b",),
+        {"consistency": "serializable"},
+        [
+            httpx.Response(502, text="bad gateway"),
+            httpx.ReadTimeout,
+            httpx.Response(200, content=b"v", headers={"ETag": '"5"'}),
+        ],
+    ),
+    ("get", ("missing",), {}, [err(404, "not_found")]),
+    ("get", ("x",), {}, [httpx.Response(404, json={"detail": "Not Found"})]),
+    ("delete", ("k",), {}, [err(503, "no_leader")] * 6),
+    ("delete", ("k",), {}, [httpx.ReadTimeout, err(503, "no_leader"), httpx.ConnectError] * 2),
+    ("add_member", ("http://m4:2380",), {"name": "m4", "learner": True}, [httpx.ReadTimeout]),
+    (
+        "promote_member",
+        (2,),
+        {},
+        [httpx.ConnectError, httpx.Response(200, json={"member": {"id": 2}})],
+    ),
+    ("remove_member", (3,), {}, [err(410, "member_removed"), httpx.Response(200, json={})]),
+    ("transfer_leader", (), {}, [httpx.Response(200, json={"leader": 2})]),
+    ("put", ("k", b"v"), {"if_none_match": True}, [err(412, "exists", revision=9)]),
+    (
+        "list_page",
+        ("p",),
+        {"limit": 1, "start_after": "o"},
+        [
+            httpx.Response(
+                200, json={"items": [{"key": "p1", "value": "dg==", "revision": 2}], "more": True}
+            )
+        ],
+    ),
+    ("members", (), {}, [httpx.Response(200, json={"members": "nope"})]),
+    ("status", (), {"endpoint": "http://m2:2379"}, [httpx.ConnectError]),
+    ("status", (), {}, [httpx.Response(200, json=STATUS)]),
+    ("health", ("http://m3:2379",), {}, [httpx.ConnectError]),
+    ("ready", (), {}, [httpx.Response(200)]),
+    ("snapshot", (), {}, [httpx.Response(200, content=b"x", headers={"X-Raftkv-Sha256": "00"})]),
+]
+
+
+def _outcome(value: object) -> object:
+    if isinstance(value, RaftKVError):
+        extra = getattr(value, "retry_after", getattr(value, "current_revision", None))
+        return (type(value).__name__, value.code, value.status, extra)
+    return value
+
+
+def test_sync_and_async_clients_drive_the_same_flow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same scripted server answers through `Client` and `AsyncClient`: the same
+    requests (order, endpoints, headers, bodies, request-id reuse), the same sleeps
+    between rounds, the same results and errors."""
+    import raftkv.client as client_module
+
+    def run(driver: str) -> tuple[list[object], list[object], list[float]]:
+        answers = [a for *_, script in SCRIPT for a in script]
+        requests: list[object] = []
+        ids: dict[str, int] = {}
+        sleeps: list[float] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            headers = dict(request.headers)
+            if "x-request-id" in headers:
+                headers["x-request-id"] = str(ids.setdefault(headers["x-request-id"], len(ids)))
+            requests.append((request.method, str(request.url), headers, request.content))
+            answer = answers.pop(0)
+            if isinstance(answer, httpx.Response):  # a fresh copy: a response is sent once
+                return httpx.Response(
+                    answer.status_code, headers=answer.headers, content=answer.content
+                )
+            raise answer("scripted", request=request)
+
+        async def asleep(seconds: float) -> None:
+            sleeps.append(seconds)
+
+        monkeypatch.setattr(client_module.time, "sleep", sleeps.append)
+        monkeypatch.setattr(client_module.asyncio, "sleep", asleep)
+        outcomes: list[object] = []
+        kw: dict[str, object] = {"retries": 1, "backoff": 0.01, "max_backoff": 0.5}
+        transport = httpx.MockTransport(handler)
+        if driver == "sync":
+            with Client(EPS, transport=transport, **kw) as c:  # type: ignore[arg-type]
+                for method, args, kwargs, _ in SCRIPT:
+                    try:
+                        outcomes.append(getattr(c, method)(*args, **kwargs))
+                    except RaftKVError as exc:
+                        outcomes.append(_outcome(exc))
+        else:
+
+            async def scenario() -> None:
+                async with AsyncClient(EPS, transport=transport, **kw) as c:  # type: ignore[arg-type]
+                    for method, args, kwargs, _ in SCRIPT:
+                        try:
+                            outcomes.append(await getattr(c, method)(*args, **kwargs))
+                        except RaftKVError as exc:
+                            outcomes.append(_outcome(exc))
+
+            asyncio.run(scenario())
+        monkeypatch.undo()
+        assert not answers, "the script was not consumed exactly"
+        return requests, outcomes, sleeps
+
+    sync, async_ = run("sync"), run("async")
+    assert sync[0] == async_[0]
+    assert sync[1] == async_[1]
+    assert sync[2] == async_[2]
+    # and the script means what it says
+    requests, outcomes, sleeps = sync
+    assert outcomes[0] == WriteResult(5) and outcomes[1] == GetResult(b"v", 5)
+    assert outcomes[2] is None and outcomes[3] == ("NotFound", "http_404", 404, None)
+    assert outcomes[4] == ("Unavailable", "no_leader", 503, 1.0)
+    assert outcomes[5][0] == "Indeterminate"  # type: ignore[index]
+    assert outcomes[6][0] == "Indeterminate"  # type: ignore[index]
+    assert outcomes[10] == ("PreconditionFailed", "exists", 412, 9)
+    assert outcomes[12][0] == "BadResponse"  # type: ignore[index]
+    assert outcomes[13] == ("Unavailable", "unavailable", 0, None)
+    assert outcomes[15] is False and outcomes[16] is True
+    assert sleeps == [0.5, 0.5]  # Retry-After (1 s) beats the backoff, capped at 0.5 s
+    put_ids = {r[2]["x-request-id"] for r in requests[:3]}  # type: ignore[index]
+    assert put_ids == {"0"}  # one logical write, one id on every attempt

@@ -71,10 +71,10 @@ import builtins
 import hashlib
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -674,10 +674,39 @@ def _normalize_endpoints(endpoints: str | Sequence[str]) -> list[str]:
     return out
 
 
-# -- the clients ------------------------------------------------------------------------
+# -- the request flows (sans-I/O, shared by both clients) ---------------------------------
+#
+# Every public method is written once, as a generator that yields what I/O it needs
+# (`_Send` a request, `_Sleep` between rounds) and receives the outcome of each `_Send`
+# (the response, or the transport error it raised). `Client._run` and
+# `AsyncClient._run` are the only places that do I/O; they drive the same flows.
+
+
+@dataclass(frozen=True, slots=True)
+class _Send:
+    """Send `call` to `url` (endpoint + path) and resume the flow with the response,
+    or with the `httpx.TransportError` the request raised."""
+
+    url: str
+    call: _Call
+
+
+@dataclass(frozen=True, slots=True)
+class _Sleep:
+    """Pause for `seconds`, then resume the flow with None."""
+
+    seconds: float
+
+
+_T = TypeVar("_T")
+_Step = _Send | _Sleep
+_Outcome = httpx.Response | httpx.TransportError | None
+_Flow = Generator[_Step, _Outcome, _T]
 
 
 class _Base:
+    """The endpoint list, the retry settings and every request flow; no I/O."""
+
     def __init__(
         self,
         endpoints: str | Sequence[str],
@@ -701,6 +730,124 @@ class _Base:
 
     def _url(self, endpoint: str | None, path: str) -> str:
         return (endpoint or self.endpoints[0]).rstrip("/") + path
+
+    # the retry loop: failover across endpoints, rounds, backoff
+
+    def _request(self, call: _Call) -> _Flow[httpx.Response]:
+        attempts = self._attempts(call)
+        while (ep := attempts.next_endpoint()) is not None:
+            endpoint = self.endpoints[ep]
+            outcome = yield _Send(endpoint + call.path, call)
+            if isinstance(outcome, httpx.TransportError):
+                if not attempts.transport_failed(outcome, endpoint):
+                    raise attempts.final_error() from outcome
+            else:
+                resp = _response(outcome)
+                if resp.is_success:
+                    self._current = ep
+                    return resp
+                err = _error_from_response(resp, call)
+                if not attempts.response_failed(resp, err):
+                    self._current = ep
+                    raise err
+            if attempts.round_done:
+                yield _Sleep(attempts.sleep_time(self._backoff, self._max_backoff))
+        raise attempts.final_error()
+
+    def _single(self, path: str, endpoint: str) -> _Flow[httpx.Response]:
+        """One GET to one member, no failover."""
+        outcome = yield _Send(self._url(endpoint, path), _STATUS)
+        if isinstance(outcome, httpx.TransportError):
+            raise Unavailable("unavailable", f"{endpoint}: {outcome}", 0, None) from outcome
+        resp = _response(outcome)
+        if not resp.is_success:
+            raise _error_from_response(resp, _STATUS)
+        return resp
+
+    def _probe(self, path: str, endpoint: str | None) -> _Flow[bool]:
+        outcome = yield _Send(self._url(endpoint, path), _STATUS)
+        return not isinstance(outcome, httpx.TransportError) and _response(outcome).is_success
+
+    # the API surface, once
+
+    def _put(
+        self, key: str, value: bytes, if_match: int | None, if_none_match: bool
+    ) -> _Flow[WriteResult]:
+        return _parse_write(
+            (yield from self._request(_put_call(key, value, if_match, if_none_match)))
+        )
+
+    def _get(self, key: str, consistency: Consistency) -> _Flow[GetResult | None]:
+        try:
+            resp = yield from self._request(_get_call(key, consistency))
+        except NotFound as exc:
+            if exc.code in KEY_NOT_FOUND_CODES:
+                return None
+            raise
+        return _parse_get(resp)
+
+    def _delete(self, key: str, if_match: int | None) -> _Flow[WriteResult]:
+        return _parse_write((yield from self._request(_delete_call(key, if_match))))
+
+    def _list_page(
+        self, prefix: str, limit: int, start_after: str | None, consistency: Consistency
+    ) -> _Flow[ListPage]:
+        call = _list_call(prefix, limit, start_after, consistency)
+        return _parse_list((yield from self._request(call)))
+
+    def _list(
+        self, prefix: str, limit: int, start_after: str | None, consistency: Consistency
+    ) -> _Flow[builtins.list[KeyValue]]:
+        return (yield from self._list_page(prefix, limit, start_after, consistency)).items
+
+    def _snapshot(self, consistency: Consistency) -> _Flow[bytes]:
+        return _parse_snapshot((yield from self._request(_snapshot_call(consistency))))
+
+    def _members(self) -> _Flow[builtins.list[Member]]:
+        return _parse_members((yield from self._request(_MEMBERS)))
+
+    def _add_member(
+        self,
+        peer_url: str,
+        name: str | None,
+        learner: bool,
+        member_id: int | None,
+        client_urls: Sequence[str],
+    ) -> _Flow[Member]:
+        call = _add_member_call(peer_url, name, learner, member_id, client_urls)
+        return _parse_member_response((yield from self._request(call)))
+
+    def _promote_member(self, member_id: int) -> _Flow[Member]:
+        return _parse_member_response((yield from self._request(_promote_call(member_id))))
+
+    def _remove_member(self, member_id: int) -> _Flow[None]:
+        yield from self._request(_remove_call(member_id))
+
+    def _transfer_leader(self, to: int | None) -> _Flow[int | None]:
+        return _parse_transfer((yield from self._request(_transfer_call(to))))
+
+    def _status(self, endpoint: str | None) -> _Flow[StatusInfo]:
+        if endpoint is None:
+            return _parse_status((yield from self._request(_STATUS)))
+        return _parse_status((yield from self._single("/v1/status", endpoint)))
+
+
+def _response(outcome: _Outcome) -> httpx.Response:
+    if not isinstance(outcome, httpx.Response):  # a driver bug, not a server answer
+        raise TypeError(f"a _Send must be answered with a response, got {outcome!r}")
+    return outcome
+
+
+def _send_kwargs(call: _Call) -> dict[str, Any]:
+    return {
+        "params": call.params,
+        "headers": call.headers,
+        "content": call.content,
+        "json": call.json,
+    }
+
+
+# -- the clients: I/O drivers of the flows above ----------------------------------------
 
 
 class Client(_Base):
@@ -734,51 +881,41 @@ class Client(_Base):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _do(self, call: _Call) -> httpx.Response:
-        attempts = self._attempts(call)
-        while (ep := attempts.next_endpoint()) is not None:
-            endpoint = self.endpoints[ep]
-            try:
-                resp = self._http.request(
-                    call.method,
-                    endpoint + call.path,
-                    params=call.params,
-                    headers=call.headers,
-                    content=call.content,
-                    json=call.json,
-                )
-            except httpx.TransportError as exc:
-                if not attempts.transport_failed(exc, endpoint):
-                    raise attempts.final_error() from exc
-            else:
-                if resp.is_success:
-                    self._current = ep
-                    return resp
-                err = _error_from_response(resp, call)
-                if not attempts.response_failed(resp, err):
-                    self._current = ep
-                    raise err
-            if attempts.round_done:
-                time.sleep(attempts.sleep_time(self._backoff, self._max_backoff))
-        raise attempts.final_error()
+    def _run(self, flow: _Flow[_T]) -> _T:
+        """Drive `flow` to its result, doing its I/O with blocking calls."""
+        outcome: _Outcome = None
+        try:
+            while True:
+                try:
+                    step = flow.send(outcome)
+                except StopIteration as done:
+                    result: _T = done.value
+                    return result
+                outcome = None
+                if isinstance(step, _Sleep):
+                    time.sleep(step.seconds)
+                    continue
+                try:
+                    outcome = self._http.request(
+                        step.call.method, step.url, **_send_kwargs(step.call)
+                    )
+                except httpx.TransportError as exc:
+                    outcome = exc
+        finally:
+            flow.close()
 
     # KV
 
     def put(
         self, key: str, value: bytes, *, if_match: int | None = None, if_none_match: bool = False
     ) -> WriteResult:
-        return _parse_write(self._do(_put_call(key, value, if_match, if_none_match)))
+        return self._run(self._put(key, value, if_match, if_none_match))
 
     def get(self, key: str, *, consistency: Consistency = "linearizable") -> GetResult | None:
-        try:
-            return _parse_get(self._do(_get_call(key, consistency)))
-        except NotFound as exc:
-            if exc.code in KEY_NOT_FOUND_CODES:
-                return None
-            raise
+        return self._run(self._get(key, consistency))
 
     def delete(self, key: str, *, if_match: int | None = None) -> WriteResult:
-        return _parse_write(self._do(_delete_call(key, if_match)))
+        return self._run(self._delete(key, if_match))
 
     def list_page(
         self,
@@ -788,7 +925,7 @@ class Client(_Base):
         start_after: str | None = None,
         consistency: Consistency = "linearizable",
     ) -> ListPage:
-        return _parse_list(self._do(_list_call(prefix, limit, start_after, consistency)))
+        return self._run(self._list_page(prefix, limit, start_after, consistency))
 
     def list(
         self,
@@ -798,17 +935,17 @@ class Client(_Base):
         start_after: str | None = None,
         consistency: Consistency = "linearizable",
     ) -> builtins.list[KeyValue]:
-        return self.list_page(prefix, limit, start_after=start_after, consistency=consistency).items
+        return self._run(self._list(prefix, limit, start_after, consistency))
 
     # membership
 
     def snapshot(self, *, consistency: Consistency = "linearizable") -> bytes:
         """A point-in-time copy of the state machine (`raftkv snapshot save`), checked
         against the server's SHA-256."""
-        return _parse_snapshot(self._do(_snapshot_call(consistency)))
+        return self._run(self._snapshot(consistency))
 
     def members(self) -> builtins.list[Member]:
-        return _parse_members(self._do(_MEMBERS))
+        return self._run(self._members())
 
     def add_member(
         self,
@@ -819,45 +956,27 @@ class Client(_Base):
         id: int | None = None,
         client_urls: Sequence[str] = (),
     ) -> Member:
-        call = _add_member_call(peer_url, name, learner, id, client_urls)
-        return _parse_member_response(self._do(call))
+        return self._run(self._add_member(peer_url, name, learner, id, client_urls))
 
     def promote_member(self, member_id: int) -> Member:
-        return _parse_member_response(self._do(_promote_call(member_id)))
+        return self._run(self._promote_member(member_id))
 
     def remove_member(self, member_id: int) -> None:
-        self._do(_remove_call(member_id))
+        self._run(self._remove_member(member_id))
 
     def transfer_leader(self, to: int | None = None) -> int | None:
-        return _parse_transfer(self._do(_transfer_call(to)))
+        return self._run(self._transfer_leader(to))
 
     # observation: status() fails over unless pinned; health/ready ask one member
 
     def status(self, *, endpoint: str | None = None) -> StatusInfo:
-        if endpoint is None:
-            return _parse_status(self._do(_STATUS))
-        return _parse_status(self._single("/v1/status", endpoint))
+        return self._run(self._status(endpoint))
 
     def health(self, endpoint: str | None = None) -> bool:
-        return self._probe("/healthz", endpoint)
+        return self._run(self._probe("/healthz", endpoint))
 
     def ready(self, endpoint: str | None = None) -> bool:
-        return self._probe("/readyz", endpoint)
-
-    def _single(self, path: str, endpoint: str) -> httpx.Response:
-        try:
-            resp = self._http.get(self._url(endpoint, path))
-        except httpx.TransportError as exc:
-            raise Unavailable("unavailable", f"{endpoint}: {exc}", 0, None) from exc
-        if not resp.is_success:
-            raise _error_from_response(resp, _STATUS)
-        return resp
-
-    def _probe(self, path: str, endpoint: str | None) -> bool:
-        try:
-            return self._http.get(self._url(endpoint, path)).is_success
-        except httpx.TransportError:
-            return False
+        return self._run(self._probe("/readyz", endpoint))
 
 
 class AsyncClient(_Base):
@@ -890,51 +1009,41 @@ class AsyncClient(_Base):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _do(self, call: _Call) -> httpx.Response:
-        attempts = self._attempts(call)
-        while (ep := attempts.next_endpoint()) is not None:
-            endpoint = self.endpoints[ep]
-            try:
-                resp = await self._http.request(
-                    call.method,
-                    endpoint + call.path,
-                    params=call.params,
-                    headers=call.headers,
-                    content=call.content,
-                    json=call.json,
-                )
-            except httpx.TransportError as exc:
-                if not attempts.transport_failed(exc, endpoint):
-                    raise attempts.final_error() from exc
-            else:
-                if resp.is_success:
-                    self._current = ep
-                    return resp
-                err = _error_from_response(resp, call)
-                if not attempts.response_failed(resp, err):
-                    self._current = ep
-                    raise err
-            if attempts.round_done:
-                await asyncio.sleep(attempts.sleep_time(self._backoff, self._max_backoff))
-        raise attempts.final_error()
+    async def _run(self, flow: _Flow[_T]) -> _T:
+        """Drive `flow` to its result, doing its I/O with awaited calls."""
+        outcome: _Outcome = None
+        try:
+            while True:
+                try:
+                    step = flow.send(outcome)
+                except StopIteration as done:
+                    result: _T = done.value
+                    return result
+                outcome = None
+                if isinstance(step, _Sleep):
+                    await asyncio.sleep(step.seconds)
+                    continue
+                try:
+                    outcome = await self._http.request(
+                        step.call.method, step.url, **_send_kwargs(step.call)
+                    )
+                except httpx.TransportError as exc:
+                    outcome = exc
+        finally:
+            flow.close()
 
     # KV
 
     async def put(
         self, key: str, value: bytes, *, if_match: int | None = None, if_none_match: bool = False
     ) -> WriteResult:
-        return _parse_write(await self._do(_put_call(key, value, if_match, if_none_match)))
+        return await self._run(self._put(key, value, if_match, if_none_match))
 
     async def get(self, key: str, *, consistency: Consistency = "linearizable") -> GetResult | None:
-        try:
-            return _parse_get(await self._do(_get_call(key, consistency)))
-        except NotFound as exc:
-            if exc.code in KEY_NOT_FOUND_CODES:
-                return None
-            raise
+        return await self._run(self._get(key, consistency))
 
     async def delete(self, key: str, *, if_match: int | None = None) -> WriteResult:
-        return _parse_write(await self._do(_delete_call(key, if_match)))
+        return await self._run(self._delete(key, if_match))
 
     async def list_page(
         self,
@@ -944,7 +1053,7 @@ class AsyncClient(_Base):
         start_after: str | None = None,
         consistency: Consistency = "linearizable",
     ) -> ListPage:
-        return _parse_list(await self._do(_list_call(prefix, limit, start_after, consistency)))
+        return await self._run(self._list_page(prefix, limit, start_after, consistency))
 
     async def list(
         self,
@@ -954,16 +1063,15 @@ class AsyncClient(_Base):
         start_after: str | None = None,
         consistency: Consistency = "linearizable",
     ) -> builtins.list[KeyValue]:
-        page = await self.list_page(prefix, limit, start_after=start_after, consistency=consistency)
-        return page.items
+        return await self._run(self._list(prefix, limit, start_after, consistency))
 
     # membership
 
     async def snapshot(self, *, consistency: Consistency = "linearizable") -> bytes:
-        return _parse_snapshot(await self._do(_snapshot_call(consistency)))
+        return await self._run(self._snapshot(consistency))
 
     async def members(self) -> builtins.list[Member]:
-        return _parse_members(await self._do(_MEMBERS))
+        return await self._run(self._members())
 
     async def add_member(
         self,
@@ -974,45 +1082,27 @@ class AsyncClient(_Base):
         id: int | None = None,
         client_urls: Sequence[str] = (),
     ) -> Member:
-        call = _add_member_call(peer_url, name, learner, id, client_urls)
-        return _parse_member_response(await self._do(call))
+        return await self._run(self._add_member(peer_url, name, learner, id, client_urls))
 
     async def promote_member(self, member_id: int) -> Member:
-        return _parse_member_response(await self._do(_promote_call(member_id)))
+        return await self._run(self._promote_member(member_id))
 
     async def remove_member(self, member_id: int) -> None:
-        await self._do(_remove_call(member_id))
+        await self._run(self._remove_member(member_id))
 
     async def transfer_leader(self, to: int | None = None) -> int | None:
-        return _parse_transfer(await self._do(_transfer_call(to)))
+        return await self._run(self._transfer_leader(to))
 
     # observation
 
     async def status(self, *, endpoint: str | None = None) -> StatusInfo:
-        if endpoint is None:
-            return _parse_status(await self._do(_STATUS))
-        return _parse_status(await self._single("/v1/status", endpoint))
+        return await self._run(self._status(endpoint))
 
     async def health(self, endpoint: str | None = None) -> bool:
-        return await self._probe("/healthz", endpoint)
+        return await self._run(self._probe("/healthz", endpoint))
 
     async def ready(self, endpoint: str | None = None) -> bool:
-        return await self._probe("/readyz", endpoint)
-
-    async def _single(self, path: str, endpoint: str) -> httpx.Response:
-        try:
-            resp = await self._http.get(self._url(endpoint, path))
-        except httpx.TransportError as exc:
-            raise Unavailable("unavailable", f"{endpoint}: {exc}", 0, None) from exc
-        if not resp.is_success:
-            raise _error_from_response(resp, _STATUS)
-        return resp
-
-    async def _probe(self, path: str, endpoint: str | None) -> bool:
-        try:
-            return (await self._http.get(self._url(endpoint, path))).is_success
-        except httpx.TransportError:
-            return False
+        return await self._run(self._probe("/readyz", endpoint))
 
 
 __all__ = [

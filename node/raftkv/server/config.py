@@ -1,12 +1,25 @@
-"""Settings of one member, from flags or RAFTKV_* environment variables."""
+"""Settings of one member, from flags or RAFTKV_* environment variables.
+
+`ServerConfig` is the one list of settings: every field is a `raftkv serve` flag and a
+RAFTKV_* variable, derived by `serve_options()` from the field (its name, type and
+default) and its `Flag` metadata (help text, and the flag name where it is not the
+field's name). The CLI only turns those options into argparse arguments.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import ipaddress
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .membership import validate_url
+ENV_PREFIX = "RAFTKV_"
+TRUE_WORDS = ("1", "true", "yes")
+"""What a RAFTKV_* variable of an on/off flag (e.g. RAFTKV_JOIN) must hold to be on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +32,8 @@ class InitialMember:
 def parse_initial_cluster(spec: str) -> list[InitialMember]:
     """`name=url,name=url,...` as in etcd; ids are positions (1-based), so every
     member given the same string derives the same ids."""
+    from .membership import validate_url  # lazily: keeps `raftkv --help` light
+
     out: list[InitialMember] = []
     seen: set[str] = set()
     for i, part in enumerate(p for p in spec.split(",") if p.strip()):
@@ -40,28 +55,196 @@ def cluster_id_for(token: str) -> str:
     return hashlib.sha256(b"raftkv-cluster:" + token.encode()).hexdigest()[:16]
 
 
+# -- addresses -------------------------------------------------------------------------
+
+ADDRESS_FORMS = "host:port or http://host:port (IPv6: [::1]:2379)"
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    """The one parser of listen and advertise addresses: `host:port`,
+    `http://host:port` (the form etcd's --listen-client-urls takes, one trailing `/`
+    allowed), an IPv6 host in brackets (`[::1]:2379`). Returns (host, port), the host
+    without brackets and "" when omitted (`:2379`). https is refused: no TLS yet."""
+    text = value.strip()
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        scheme = scheme.lower()
+        if scheme == "https":
+            raise ValueError(
+                f"{value!r}: TLS is not supported yet; use http://host:port or host:port"
+            )
+        if scheme != "http":
+            raise ValueError(f"{value!r}: unsupported scheme {scheme!r}; expected {ADDRESS_FORMS}")
+        if rest.endswith("/"):
+            rest = rest[:-1]
+    else:
+        rest = text
+    host, colon, port = rest.rpartition(":")
+    if (
+        not colon
+        or not (port.isascii() and port.isdigit())
+        or int(port) > 65535
+        or any(c.isspace() or c in "/?#@" for c in rest)
+    ):
+        raise ValueError(f"{value!r} is not {ADDRESS_FORMS}")
+    if host.startswith("[") or host.endswith("]"):
+        inner = host[1:-1]
+        if not (host.startswith("[") and host.endswith("]")) or not _is_ipv6(inner):
+            raise ValueError(f"{value!r}: {host!r} is not a bracketed IPv6 address")
+        host = inner
+    elif ":" in host:
+        raise ValueError(f"{value!r}: put an IPv6 address in brackets, as in [::1]:{port}")
+    return host, int(port)
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def format_hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def format_url(host: str, port: int) -> str:
+    return "http://" + format_hostport(host, port)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """A listen address; no host means every IPv4 interface."""
+    host, port = parse_address(value)
+    return host or "0.0.0.0", port
+
+
+def parse_advertise(value: str) -> str:
+    """An advertised URL, normalised to http://host:port; "" (unset) stays ""."""
+    if not value.strip():
+        return ""
+    host, port = parse_address(value)
+    if not host or port == 0:
+        raise ValueError(f"{value!r}: an advertised address needs a host and a port")
+    return format_url(host, port)
+
+
+def parse_url_list(value: str) -> tuple[str, ...]:
+    """Comma-separated http(s)://host:port URLs (of another cluster's members)."""
+    from .membership import validate_url
+
+    return tuple(validate_url(u.strip()) for u in value.split(",") if u.strip())
+
+
+# -- flags -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """Field metadata (`metadata={FLAG: Flag(...)}`): how `raftkv serve` sets the field.
+    Everything is optional; by default the flag is `--<field-name>`, its variable
+    RAFTKV_<FIELD_NAME>, its value parsed by the field's type, and its default the
+    field's default."""
+
+    name: str = ""
+    """The flag, when it is not `--` + the field name with dashes."""
+    help: str | None = None
+    metavar: str | None = None
+    parse: Callable[[str], Any] | None = None
+    """Flag text to the field's value, or to a tuple of values, one per `fields`."""
+    fields: tuple[str, ...] = ()
+    """All the fields this one flag sets (e.g. host and port), in `parse`'s order; every
+    one of them carries this same Flag."""
+    default: str | None = None
+    """The default as flag text, for a field without a default (or whose flag default
+    means "derive it", e.g. "")."""
+    choices: tuple[str, ...] | None = None
+
+
+FLAG = "raftkv.flag"
+
+
+def _flag(**kw: Any) -> dict[str, Flag]:
+    return {FLAG: Flag(**kw)}
+
+
+_LISTEN_CLIENT = _flag(
+    name="--listen-client",
+    fields=("client_host", "client_port"),
+    parse=parse_listen,
+    metavar="ADDR",
+    help=f"where to serve clients: {ADDRESS_FORMS}",
+)
+_LISTEN_PEER = _flag(
+    name="--listen-peer",
+    fields=("peer_host", "peer_port"),
+    parse=parse_listen,
+    metavar="ADDR",
+    help=f"where to serve peers: {ADDRESS_FORMS}",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    name: str
-    data_dir: Path
-    client_host: str = "127.0.0.1"
-    client_port: int = 2379
-    peer_host: str = "127.0.0.1"
-    peer_port: int = 2380
-    advertise_client_url: str = ""
-    advertise_peer_url: str = ""
-    initial_cluster: list[InitialMember] = field(default_factory=list)
-    join: bool = False
-    member_id: int = 0
+    name: str = field(metadata=_flag(default="default"))
+    data_dir: Path = field(metadata=_flag(default="", parse=str, help="default: ./<name>.raftkv"))
+    client_host: str = field(default="127.0.0.1", metadata=_LISTEN_CLIENT)
+    client_port: int = field(default=2379, metadata=_LISTEN_CLIENT)
+    peer_host: str = field(default="127.0.0.1", metadata=_LISTEN_PEER)
+    peer_port: int = field(default=2380, metadata=_LISTEN_PEER)
+    advertise_client_url: str = field(
+        default="",
+        metadata=_flag(
+            parse=parse_advertise,
+            metavar="URL",
+            help=f"client URL other members and clients use: {ADDRESS_FORMS}; "
+            "default: http://<listen-client>",
+        ),
+    )
+    advertise_peer_url: str = field(
+        default="",
+        metadata=_flag(
+            parse=parse_advertise,
+            metavar="URL",
+            help=f"peer URL other members use: {ADDRESS_FORMS}; default: http://<listen-peer>",
+        ),
+    )
+    initial_cluster: list[InitialMember] = field(
+        default_factory=list,
+        metadata=_flag(
+            default="",
+            parse=str,
+            help="name=peer_url,... of a NEW cluster (ignored when the data dir has state); "
+            "default: a single-member cluster of this member",
+        ),
+    )
+    join: bool = field(
+        default=False,
+        metadata=_flag(help="wait to be added to an existing cluster instead of bootstrapping"),
+    )
+    member_id: int = field(
+        default=0, metadata=_flag(help="the id this member was added with, when joining")
+    )
     """The id we were added with, when joining; 0 = find it by discovery."""
-    discovery_endpoints: tuple[str, ...] = ()
+    discovery_endpoints: tuple[str, ...] = field(
+        default=(),
+        metadata=_flag(
+            default="",
+            parse=parse_url_list,
+            help="client URLs of the cluster to join; with --join and no --member-id the "
+            "member takes the id of the learner added with its peer URL",
+        ),
+    )
     """Client URLs of the existing cluster (e.g. its client Service). A joining member
     with an empty data dir and no id polls the member list there until a learner with
     its own peer URL appears, and takes that id."""
     cluster_token: str = "raftkv"
     peer_secret: str = ""
     snapshot_count: int = 10_000
-    snapshot_catchup_entries: int = 5_000
+    snapshot_catchup_entries: int = field(
+        default=5_000,
+        metadata=_flag(help="entries kept behind a snapshot for slightly lagging followers"),
+    )
     tick_ms: int = 100
     election_ticks: int = 10
     heartbeat_ticks: int = 1
@@ -69,7 +252,7 @@ class ServerConfig:
     max_value_bytes: int = 1 << 20
     request_timeout: float = 5.0
     stop_timeout: float = 10.0
-    log_format: str = "text"
+    log_format: str = field(default="text", metadata=_flag(choices=("text", "json")))
     log_level: str = "info"
 
     @property
@@ -78,8 +261,117 @@ class ServerConfig:
 
     @property
     def client_url(self) -> str:
-        return self.advertise_client_url or f"http://{self.client_host}:{self.client_port}"
+        return self.advertise_client_url or format_url(self.client_host, self.client_port)
 
     @property
     def peer_url(self) -> str:
-        return self.advertise_peer_url or f"http://{self.peer_host}:{self.peer_port}"
+        return self.advertise_peer_url or format_url(self.peer_host, self.peer_port)
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One `raftkv serve` flag, with its RAFTKV_* variable, made from config fields."""
+
+    flag: str
+    fields: tuple[str, ...]
+    parse: Callable[[str], Any]
+    default: str
+    """The default as text (what the variable would hold); parsed like a flag value."""
+    switch: bool = False
+    """An on/off flag: present = on; its variable is on when it holds one of TRUE_WORDS."""
+    help: str | None = None
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def env(self) -> str:
+        return env_name(self.flag)
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    def values(self, parsed: Any) -> dict[str, Any]:
+        """The fields set by this flag's parsed value."""
+        if len(self.fields) == 1:
+            return {self.fields[0]: parsed}
+        return dict(zip(self.fields, parsed, strict=True))
+
+
+def env_name(flag: str) -> str:
+    return ENV_PREFIX + flag.removeprefix("--").replace("-", "_").upper()
+
+
+def serve_options() -> list[Option]:
+    """Every `raftkv serve` option, in field order, derived from `ServerConfig`."""
+    hints = typing.get_type_hints(ServerConfig)
+    out: dict[str, Option] = {}
+    for f in dataclasses.fields(ServerConfig):
+        meta: Flag = f.metadata.get(FLAG, Flag())
+        flag = meta.name or "--" + f.name.replace("_", "-")
+        if flag in out:
+            continue  # a multi-field flag, made from its first field
+        names = meta.fields or (f.name,)
+        if f.name not in names:
+            raise TypeError(f"ServerConfig.{f.name}: its Flag does not list it in fields")
+        kind = hints[f.name]
+        parse = meta.parse or (kind if kind in (str, int, float) else None)
+        switch = kind is bool and meta.parse is None
+        if parse is None and not switch:
+            raise TypeError(f"ServerConfig.{f.name}: a {kind} field needs Flag(parse=...)")
+        default = meta.default
+        if default is None:
+            defaults = [_default_of(n) for n in names]
+            if len(names) == 2 and meta.parse is parse_listen:
+                default = format_hostport(*defaults)
+            elif len(names) == 1 and type(defaults[0]) in (str, int, float):
+                default = str(defaults[0])
+            elif switch:
+                default = ""
+            else:
+                raise TypeError(f"ServerConfig.{f.name}: Flag needs a text default")
+        out[flag] = Option(
+            flag=flag,
+            fields=names,
+            parse=parse or _parse_switch,
+            default=default,
+            switch=switch,
+            help=meta.help,
+            metavar=meta.metavar,
+            choices=meta.choices,
+        )
+    return list(out.values())
+
+
+def _default_of(name: str) -> Any:
+    f = next(f for f in dataclasses.fields(ServerConfig) if f.name == name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise TypeError(f"ServerConfig.{name} has no default")
+
+
+def _parse_switch(text: str) -> bool:
+    return text in TRUE_WORDS
+
+
+def env_default(option: Option, environ: Mapping[str, str]) -> str:
+    """The option's default text, overridden by its RAFTKV_* variable."""
+    return environ.get(option.env, option.default)
+
+
+def config_from_values(values: Mapping[str, Any]) -> ServerConfig:
+    """A config from the parsed value of every field (as `Option.values` gives them);
+    fills in what derives from others: the data dir from the name, the initial cluster
+    from its spec (a one-member cluster of this member when empty; none when joining).
+    Raises ValueError for settings that do not fit together."""
+    v = dict(values)
+    name: str = v["name"]
+    v["data_dir"] = Path(v["data_dir"] or f"{name}.raftkv")
+    peer_url = v["advertise_peer_url"] or format_url(v["peer_host"], v["peer_port"])
+    spec: str = v["initial_cluster"] or f"{name}={peer_url}"
+    v["initial_cluster"] = [] if v["join"] else parse_initial_cluster(spec)
+    if v["join"] and v["member_id"] <= 0 and not v["discovery_endpoints"]:
+        raise ValueError("joining needs --member-id or --discovery-endpoints")
+    return ServerConfig(**v)
