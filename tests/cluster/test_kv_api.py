@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -239,3 +240,33 @@ def test_concurrent_linearizable_reads_on_every_member_all_answer(cluster: Local
     for _ in range(3):
         codes = asyncio.run(main())
         assert codes == [200] * len(codes)
+
+
+def test_oversized_put_from_urllib_gets_the_413_not_a_reset(cluster: LocalCluster) -> None:
+    """urllib sends the whole body at once (no `Expect: 100-continue`) with
+    `Connection: close` and reads the answer only afterwards: the member answers 413 and
+    reads the rest of the body before closing, so the client sees the answer, not
+    ECONNRESET."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    def put(url: str, data: bytes | Iterator[bytes]) -> tuple[int, dict[str, object]]:
+        req = urllib.request.Request(url, data=data, method="PUT")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(64):
+            yield b"x" * (64 * 1024)
+
+    for m in cluster.members.values():
+        for body in (b"x" * (4 << 20), chunks()):
+            status, err = put(m.url + "/v1/kv/big", body)
+            assert status == 413, err
+            assert err["error"] == "value_too_large" and "message" in err
+        assert put(m.url + "/v1/kv/after-big", b"ok")[0] == 200
+    assert all(m.alive() for m in cluster.members.values())

@@ -5,12 +5,15 @@ so all members agree on it and a removed id is refused everywhere, forever.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import msgpack
 
-from ..raft import ConfChange, ConfChangeType, ConfState
+from ..raft import NONE, ConfChange, ConfChangeType, ConfState
+from . import errors as E
 
 
 class InvalidURL(ValueError):
@@ -151,3 +154,112 @@ def _merge(old: MemberInfo, new: MemberInfo) -> MemberInfo:
         new.peer_urls or old.peer_urls,
         new.client_urls or old.client_urls,
     )
+
+
+# --- rules for membership requests ---------------------------------------------------
+# Plain functions over plain data (the registry, the configuration, the leader's view
+# of its peers); the client API calls them and turns nothing into HTTP itself. Each
+# refusal is a typed `errors.ApiError`.
+
+
+def check_serving(*, joined: bool, removed: bool, member_id: int, stopping: bool) -> None:
+    """Refuse when this member cannot answer from its own state: it has no id yet, it
+    was removed, or (when `stopping` is true) it is shutting down."""
+    if not joined:
+        raise E.Unavailable("member is joining the cluster", code="joining")
+    if removed:
+        raise E.Gone(f"member {member_id} was removed from the cluster")
+    if stopping:
+        raise E.Unavailable("member is shutting down", code="shutting_down")
+
+
+def next_member_id(registry: Registry) -> int:
+    """Ids are never reused: a fresh one is above every id ever seen."""
+    return registry.max_id() + 1
+
+
+def plan_new_member(
+    registry: Registry,
+    conf_members: Collection[int],
+    *,
+    peer_urls: Iterable[str],
+    client_urls: Iterable[str] = (),
+    name: str | None = None,
+    member_id: int | None = None,
+) -> MemberInfo:
+    """The member an add request describes, or the reason it is refused: URLs must be
+    valid and the peer URLs not used by another member; a requested id must be neither
+    removed nor in use; without one, a fresh id is allocated."""
+    try:
+        peers = tuple(validate_url(u) for u in peer_urls)
+        clients = tuple(validate_url(u) for u in client_urls)
+    except InvalidURL as exc:
+        raise E.BadRequest(str(exc), code="invalid_url") from None
+    for info in registry.members.values():
+        if set(info.peer_urls) & set(peers):
+            raise E.Conflict(f"peer URL already belongs to member {info.id}", code="member_exists")
+    mid = next_member_id(registry) if member_id is None else member_id
+    if member_id is not None:
+        if member_id in registry.removed:
+            raise E.Conflict(
+                f"member id {member_id} was removed and is never reused", code="id_removed"
+            )
+        if member_id in registry.members or member_id in conf_members:
+            raise E.Conflict(f"member id {member_id} is in use", code="member_exists")
+    return MemberInfo(mid, name or f"member-{mid}", peers, clients)
+
+
+def check_member(conf_members: Collection[int], member_id: int) -> None:
+    if member_id not in conf_members:
+        raise E.NotFound(f"member {member_id} is not in the cluster")
+
+
+def check_promotable(cs: ConfState, member_id: int) -> None:
+    check_member(cs.members(), member_id)
+    if member_id not in cs.learners:
+        raise E.Conflict(f"member {member_id} is already a voter", code="not_a_learner")
+
+
+def member_view(registry: Registry, cs: ConfState, member_id: int) -> dict[str, object]:
+    for m in registry.view(cs):
+        if m["id"] == member_id:
+            return m
+    raise E.NotFound(f"member {member_id} is not in the cluster")
+
+
+class PeerProgressLike(Protocol):
+    @property
+    def match(self) -> int: ...
+
+    @property
+    def learner(self) -> bool: ...
+
+    @property
+    def recent_active(self) -> bool: ...
+
+
+def best_transfer_target(self_id: int, progress: Mapping[int, PeerProgressLike]) -> int:
+    """The most up-to-date recently active voter other than `self_id` (thesis §3.10),
+    or NONE (0) when there is none."""
+    best, best_match = NONE, -1
+    for mid, pr in progress.items():
+        if mid != self_id and not pr.learner and pr.recent_active and pr.match > best_match:
+            best, best_match = mid, pr.match
+    return best
+
+
+def transfer_target(
+    self_id: int,
+    conf_members: Collection[int],
+    progress: Mapping[int, PeerProgressLike],
+    requested: int | None,
+) -> int:
+    """Where a leadership transfer goes: the requested member if it is in the
+    cluster, else the best caught-up voter."""
+    if requested is not None:
+        check_member(conf_members, requested)
+        return requested
+    to = best_transfer_target(self_id, progress)
+    if to == NONE:
+        raise E.Unavailable("no caught-up voter to transfer to", code="no_target")
+    return to
