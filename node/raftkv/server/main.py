@@ -126,7 +126,8 @@ async def serve(cfg: ServerConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    client = _server(create_client_app(node))
+    app = create_client_app(node)
+    client = _server(app)
     peer = _Server(
         peer_uvicorn_config(_PeerApp(node), TransportOptions(), timeout_graceful_shutdown=2)
     )
@@ -156,6 +157,9 @@ async def serve(cfg: ServerConfig) -> int:
         log.warning("graceful stop timed out; closing anyway")
         for t in tasks:
             t.cancel()
+    # uvicorn runs without lifespan events here, so the app's shutdown hook never
+    # runs: close the shared forwarding client (its connections to the leader) here.
+    await app.state.forwarder.aclose()
     await node.stop()
     waiter.cancel()
     for sig in (signal.SIGTERM, signal.SIGINT):
