@@ -9,6 +9,7 @@ import pytest
 from raftkv.raft import (
     NONE,
     ConfChange,
+    ConfChangeInProgress,
     ConfChangeType,
     Config,
     Entry,
@@ -299,7 +300,6 @@ def _snapshot_state(net: Network) -> tuple[object, ...]:
         Message(MT.APP, to=7, sender=2, term=9, index=1),  # not for us
         Message(MT.HUP, to=1, sender=2),  # local types never come from the wire
         Message(MT.BEAT, to=1, sender=2),
-        Message(MT.PROP, to=1, sender=2, entries=(Entry(0, 0, data=b"p"),)),
         Message(MT.CHECK_QUORUM, to=1, sender=2),
         Message(MT.READ_INDEX_RESP, to=1, sender=2, term=2, index=99),  # not expected
         Message(MT.TIMEOUT_NOW, to=1, sender=2, term=2),  # a leader ignores it
@@ -476,6 +476,39 @@ def test_invalid_config_is_refused(bad: dict[str, int]) -> None:
 
 def test_error_codes_are_distinct() -> None:
     classes = [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, RaftError)]
-    classes += [StorageMismatch, UnsafeConfChange]
+    # Every refusal of the core lives in errors.py, these two included.
+    assert StorageMismatch in classes and UnsafeConfChange in classes
     codes = [c.code for c in classes]
     assert len(codes) == len(set(codes))
+
+
+def test_stable_index_moves_only_on_advance() -> None:
+    """The node loop applies committed entries up to `stable_index` before the current
+    Ready's fsync: it must name only what a previous advance() made durable."""
+    net = Network([1, 2, 3])
+    net.elect(1)
+    n2 = net.nodes[2]
+    assert n2.stable_index == n2.last_index == 4
+    e = Entry(2, 5, data=b"a")
+    n2.step(Message(MT.APP, to=2, sender=1, term=2, index=4, log_term=2, entries=(e,)))
+    rd = n2.ready()
+    assert rd.entries == [e] and n2.stable_index == 4
+    n2.advance(rd)
+    assert n2.stable_index == 5
+
+
+def test_4_1_pending_conf_index_blocks_a_second_change_until_committed() -> None:
+    net = Network([1, 2, 3], check_quorum=False)
+    net.elect(1)
+    lead = net.nodes[1]
+    assert net.nodes[2].pending_conf_index == 0  # only a leader knows
+    # The leader's first entry of its term must commit before any change (Ongaro).
+    assert 0 < lead.pending_conf_index <= lead.commit
+    net.hold(MT.APP_RESP)
+    lead.propose_conf_change(ConfChange(ConfChangeType.REMOVE_NODE, 3))
+    assert lead.pending_conf_index == lead.last_index > lead.commit
+    with pytest.raises(ConfChangeInProgress):
+        lead.propose_conf_change(ConfChange(ConfChangeType.REMOVE_NODE, 2))
+    net.release()
+    net.stabilize()
+    assert lead.pending_conf_index <= lead.commit

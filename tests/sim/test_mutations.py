@@ -36,8 +36,10 @@ def first_violation(kinds: tuple[str, ...]) -> str:
 
 
 def patch(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, fn: Callable[..., Any]) -> None:
+    # Fail, never skip: a skipped mutation test after a refactor renamed its target
+    # would switch the safety net off without anyone noticing.
     if not hasattr(owner, name):
-        pytest.skip(f"{owner.__name__}.{name} no longer exists; update the mutation target")
+        pytest.fail(f"{owner.__name__}.{name} no longer exists; update the mutation target")
     monkeypatch.setattr(owner, name, fn)
 
 

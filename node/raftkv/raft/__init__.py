@@ -2,7 +2,6 @@
 
 from .confchange import decode_conf_change, encode_conf_change
 from .config import Config
-from .core import UnsafeConfChange
 from .errors import (
     CompactionError,
     ConfChangeInProgress,
@@ -12,9 +11,11 @@ from .errors import (
     NotLeader,
     ProposalDropped,
     RaftError,
+    StorageMismatch,
     TransferInProgress,
+    UnsafeConfChange,
 )
-from .rawnode import RawNode, StorageMismatch
+from .rawnode import RawNode
 from .types import (
     NONE,
     ConfChange,

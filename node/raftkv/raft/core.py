@@ -12,6 +12,7 @@ import logging
 import random
 from collections.abc import Sequence
 
+from . import quorum
 from .confchange import apply_conf_change, decode_conf_change, validate_conf_change
 from .config import Config
 from .errors import (
@@ -23,12 +24,16 @@ from .errors import (
     NotLeader,
     ProposalDropped,
     TransferInProgress,
+    UnsafeConfChange,
 )
 from .log import RaftLog
 from .progress import Progress
+from .quorum import VoteResult
 from .readonly import ReadOnly
+from .tracker import ProgressTracker
 from .types import (
     NONE,
+    TERMLESS_MESSAGES,
     ConfChange,
     ConfChangeType,
     ConfState,
@@ -37,12 +42,15 @@ from .types import (
     HardState,
     Message,
     MessageType,
+    PeerProgress,
     ProgressState,
     ReadState,
     Role,
     Snapshot,
     SnapshotMetadata,
 )
+
+__all__ = ["CAMPAIGN_TRANSFER", "Raft", "UnsafeConfChange"]
 
 log = logging.getLogger("raftkv.raft")
 
@@ -53,15 +61,6 @@ because the old leader asked for this election."""
 MT = MessageType
 _VOTE_TYPES = (MT.VOTE, MT.PRE_VOTE)
 _RESPONSE_TERM_EXPLICIT = frozenset({MT.VOTE, MT.VOTE_RESP, MT.PRE_VOTE, MT.PRE_VOTE_RESP})
-_TERMLESS = frozenset({MT.PROP_FORWARD, MT.READ_INDEX})
-"""Forwarded requests carry term 0 so that they are never mistaken for a sign of a
-newer or older term (etcd does the same with MsgProp and MsgReadIndex)."""
-
-
-class UnsafeConfChange(InvalidConfChange):
-    """The change is well-formed but would endanger availability right now."""
-
-    code = "unsafe_conf_change"
 
 
 class Raft:
@@ -77,15 +76,14 @@ class Raft:
         self.lead_transferee = NONE
         self.pending_conf_index = 0
         self.removing_self = False
-        self.conf_state = cs
+        self.tracker = ProgressTracker(cs, cfg.max_inflight_msgs, cfg.election_tick)
+        """Configuration, per-member progress, activity and votes."""
         self.base_conf_state = cs
         """The configuration as of the log's compaction point (the snapshot)."""
         self.conf_history: list[tuple[int, ConfState]] = []
         """(index, configuration after it) for changes newer than the snapshot, so that a
         snapshot at any applied index records the membership as of that index."""
         self.snapshot = Snapshot()
-        self.prs: dict[int, Progress] = {}
-        self.votes: dict[int, bool] = {}
         self.msgs: list[Message] = []
         self.read_states: list[ReadState] = []
         self.dropped_proposals: list[bytes] = []
@@ -103,6 +101,17 @@ class Raft:
 
     # --- configuration -----------------------------------------------------------
 
+    @property
+    def conf_state(self) -> ConfState:
+        """The configuration in force (it takes effect at commit; see
+        _apply_committed_conf_changes)."""
+        return self.tracker.conf
+
+    @property
+    def prs(self) -> dict[int, Progress]:
+        """The tracker's progress map (etcd's old `r.prs`), read-only by convention."""
+        return self.tracker.progress
+
     def promotable(self) -> bool:
         return self.id in self.conf_state.voters
 
@@ -110,18 +119,15 @@ class Raft:
         return self.conf_state.voters
 
     def _quorum(self) -> int:
-        return len(self._voters()) // 2 + 1
+        """Size of a quorum of the current voters. Unused by the core itself (the
+        tracker asks quorum.py); tests/sim/test_mutations.py writes its Figure 8 bug
+        against it."""
+        return quorum.majority(len(self._voters()))
 
     def _rebuild_progress(self) -> None:
-        last = self.log.last_index()
-        prs: dict[int, Progress] = {}
-        for mid in self.conf_state.voters:
-            prs[mid] = Progress(last + 1, self.cfg.max_inflight_msgs, now=self.now)
-        for mid in self.conf_state.learners:
-            prs[mid] = Progress(last + 1, self.cfg.max_inflight_msgs, learner=True, now=self.now)
-        if self.id in prs:
-            prs[self.id].match = min(last, self.log.stable)
-        self.prs = prs
+        self.tracker.reset(
+            self.tracker.conf, self.log.last_index(), self.id, self.log.stable, self.now
+        )
 
     def conf_state_at(self, index: int) -> ConfState:
         cs = self.base_conf_state
@@ -138,7 +144,7 @@ class Raft:
         if old_commit >= new_commit:
             return
         first = max(old_commit + 1, self.log.first_index())
-        for e in self.log.entries[first - self.log.offset - 1 : new_commit - self.log.offset]:
+        for e in self.log.entries_between(first, new_commit + 1):
             if e.type == EntryType.CONF_CHANGE:
                 self._apply_conf_change_entry(e)
 
@@ -153,17 +159,7 @@ class Raft:
         self.conf_history.append((e.index, new))
         if new == old:
             return
-        self.conf_state = new
-        last = self.log.last_index()
-        for mid in (*new.voters, *new.learners):
-            pr = self.prs.get(mid)
-            if pr is None:
-                pr = Progress(max(last, 1), self.cfg.max_inflight_msgs, now=self.now)
-                self.prs[mid] = pr
-            pr.is_learner = mid in new.learners
-        for mid in list(self.prs):
-            if mid not in new.voters and mid not in new.learners:
-                del self.prs[mid]
+        self.tracker.apply_conf(new, self.log.last_index(), self.now)
         if self.lead_transferee != NONE and self.lead_transferee not in new.voters:
             self.lead_transferee = NONE
         log.info(
@@ -184,20 +180,15 @@ class Raft:
         if self._maybe_commit():
             self._bcast_append()
         else:
-            for mid in self.prs:
-                if mid != self.id:
-                    self._maybe_send_append(mid, send_if_empty=False)
+            for mid in self.tracker.peers(self.id):
+                self._maybe_send_append(mid, send_if_empty=False)
 
     def _step_down_removed(self) -> None:
         """A leader removed from the configuration tells the others the removal is
         committed, hands leadership to the most up-to-date voter if one is fully caught
         up (thesis §4.2.2), and steps down."""
         self._bcast_append()
-        best, best_match = NONE, -1
-        for mid in self.conf_state.voters:
-            pr = self.prs.get(mid)
-            if pr is not None and pr.match > best_match:
-                best, best_match = mid, pr.match
+        best, best_match = self.tracker.most_up_to_date_voter()
         if best != NONE and best_match == self.log.last_index():
             self._send(Message(MT.TIMEOUT_NOW, to=best, sender=self.id))
         log.info("member %d: removed from the configuration, stepping down", self.id)
@@ -220,7 +211,7 @@ class Raft:
             self.cfg.election_tick
         )
         self.lead_transferee = NONE
-        self.votes = {}
+        self.tracker.reset_votes()
         self.pending_conf_index = 0
         self.removing_self = False
         self.read_only = ReadOnly()
@@ -235,7 +226,7 @@ class Raft:
     def become_pre_candidate(self) -> None:
         # Deliberately leaves term and vote alone: that is the point of PreVote.
         self.role = Role.PRE_CANDIDATE
-        self.votes = {}
+        self.tracker.reset_votes()
         self.lead = NONE
         # A fresh timeout, so that pre-candidates whose rounds failed do not retry in
         # lockstep forever.
@@ -252,7 +243,9 @@ class Raft:
         self._reset(self.term)
         self.lead = self.id
         self.role = Role.LEADER
-        self.prs[self.id].become_replicate()
+        pr = self.tracker.get(self.id)
+        assert pr is not None, "only a voter campaigns, and so only a voter leads"
+        pr.become_replicate()
         # §5.4.2 / thesis §6.4: an empty entry of the new term lets the leader commit,
         # and so learn the commit index, without waiting for a client write.
         self._append_entries([Entry(self.term, 0)])
@@ -298,19 +291,8 @@ class Raft:
             self.heartbeat_elapsed = 0
             self.step(Message(MT.BEAT, to=self.id, sender=self.id))
 
-    def _is_active(self, pr: Progress) -> bool:
-        return self.now - pr.last_active_tick < self.cfg.election_tick
-
-    def _is_reachable(self, pr: Progress) -> bool:
-        return pr.responded and self._is_active(pr)
-
     def _quorum_active(self) -> bool:
-        active = 0
-        for mid in self._voters():
-            pr = self.prs.get(mid)
-            if mid == self.id or (pr is not None and self._is_active(pr)):
-                active += 1
-        return active >= self._quorum()
+        return self.tracker.quorum_active(self.id, self.now)
 
     # --- elections ---------------------------------------------------------------
 
@@ -330,8 +312,7 @@ class Raft:
             self.become_candidate()
             term = self.term
         resp_type = MT.PRE_VOTE_RESP if vote_type == MT.PRE_VOTE else MT.VOTE_RESP
-        won, _ = self._poll(self.id, resp_type, True)
-        if won:
+        if self._poll(self.id, resp_type, True) == VoteResult.WON:
             # A single-voter cluster wins at once.
             if vote_type == MT.PRE_VOTE:
                 self._campaign(MT.VOTE, transfer=False)
@@ -354,23 +335,18 @@ class Raft:
                 )
             )
 
-    def _poll(self, sender: int, resp_type: MessageType, granted: bool) -> tuple[bool, bool]:
-        """Record a vote; returns (won, lost). Only voters of our configuration count, so
-        a learner's answer never elects anyone."""
-        if sender not in self.votes:
-            self.votes[sender] = granted
-        voters = self._voters()
-        yes = sum(1 for mid in voters if self.votes.get(mid) is True)
-        no = sum(1 for mid in voters if self.votes.get(mid) is False)
-        q = self._quorum()
-        return yes >= q, no > len(voters) - q
+    def _poll(self, sender: int, resp_type: MessageType, granted: bool) -> VoteResult:
+        """Record a vote and tally. Only voters of our configuration count, so a
+        learner's answer never elects anyone."""
+        self.tracker.record_vote(sender, granted)
+        return self.tracker.vote_result()
 
     # --- sending -----------------------------------------------------------------
 
     def _send(self, m: Message) -> None:
         if m.type in _RESPONSE_TERM_EXPLICIT:
             assert m.term != 0, "vote messages carry an explicit term"
-        elif m.type in _TERMLESS:
+        elif m.type in TERMLESS_MESSAGES:
             m.term = 0
         else:
             m.term = self.term
@@ -379,14 +355,16 @@ class Raft:
     def _maybe_send_append(self, to: int, send_if_empty: bool) -> bool:
         if self.role != Role.LEADER:
             return False  # e.g. we stepped down while applying our own removal
-        pr = self.prs.get(to)
+        pr = self.tracker.get(to)
         if pr is None or pr.is_paused():
             return False
         prev_index = pr.next - 1
         prev_term = self.log.term(prev_index)
         if prev_term is None:
             return self._send_snapshot(to, pr)
-        ents = self.log.slice(pr.next, self.log.last_index() + 1, self.cfg.max_size_per_msg)
+        ents = self.log.entries_between(
+            pr.next, self.log.last_index() + 1, self.cfg.max_size_per_msg
+        )
         if not ents and not send_if_empty:
             return False
         self._send(
@@ -404,7 +382,7 @@ class Raft:
         return True
 
     def _send_snapshot(self, to: int, pr: Progress) -> bool:
-        if not self._is_active(pr):
+        if not self.tracker.is_active(pr, self.now):
             # Do not ship a whole snapshot to a member that may be down.
             return False
         snap = self.snapshot
@@ -417,16 +395,14 @@ class Raft:
         return True
 
     def _bcast_append(self) -> None:
-        for mid in self.prs:
-            if mid != self.id:
-                self._maybe_send_append(mid, send_if_empty=True)
+        for mid in self.tracker.peers(self.id):
+            self._maybe_send_append(mid, send_if_empty=True)
 
     def _bcast_heartbeat(self, ctx: bytes | None = None) -> None:
         if ctx is None:
             ctx = self.read_only.last_pending_ctx()
-        for mid, pr in self.prs.items():
-            if mid == self.id:
-                continue
+        for mid in self.tracker.peers(self.id):
+            pr = self.tracker.progress[mid]
             # Never tell a follower to commit beyond what it is known to have.
             commit = min(pr.match, self.log.committed)
             self._send(Message(MT.HEARTBEAT, to=mid, sender=self.id, commit=commit, context=ctx))
@@ -448,13 +424,12 @@ class Raft:
         """The application made our log durable up to `log.stable`."""
         if self.role != Role.LEADER:
             return
-        pr = self.prs.get(self.id)
+        pr = self.tracker.get(self.id)
         if pr is not None and pr.maybe_update(self.log.stable) and self._maybe_commit():
             self._bcast_append()
 
     def _removal_pending(self) -> bool:
-        lg = self.log
-        for e in lg.entries[lg.committed - lg.offset :]:
+        for e in self.log.uncommitted_entries():
             if e.type != EntryType.CONF_CHANGE:
                 continue
             try:
@@ -468,17 +443,20 @@ class Raft:
     def _maybe_commit(self) -> bool:
         """§5.3/§5.4.2: commit the highest index a quorum of voters holds, but only if it
         is from the current term; older entries then commit indirectly."""
-        matches = sorted(
-            (self.prs[mid].match for mid in self._voters() if mid in self.prs), reverse=True
-        )
-        q = self._quorum()
-        if len(matches) < q:
-            return False
-        mci = matches[q - 1]
+        mci = self.tracker.committed()
         if mci <= self.log.committed or self.log.term(mci) != self.term:
             return False
         self._commit_to(mci)
         return True
+
+    def restore_commit(self, index: int) -> None:
+        """Commit up to `index` without a quorum round, because it is known committed:
+        the bootstrap entries (committed by construction) or the commit index of the
+        hard state read back at restart (§5.1: committed entries stay committed).
+        Replays the membership changes up to it (membership takes effect at commit)
+        and starts the progress tracker over for the configuration that results."""
+        self._commit_to(index)
+        self._rebuild_progress()
 
     def _commit_to(self, index: int) -> bool:
         old = self.log.committed
@@ -498,7 +476,7 @@ class Raft:
 
     def check_can_propose(self) -> None:
         if self.role == Role.LEADER:
-            if self.id not in self.prs or self.removing_self:
+            if self.id not in self.tracker or self.removing_self:
                 raise NotAMember(f"member {self.id} is being removed from the cluster")
             if self.lead_transferee != NONE:
                 raise TransferInProgress(f"leadership is moving to member {self.lead_transferee}")
@@ -535,10 +513,10 @@ class Raft:
         voters that are reachable now would not form a quorum."""
         voters = set(self.conf_state.voters)
         if cc.type == ConfChangeType.ADD_NODE:
-            pr = self.prs.get(cc.node_id)
+            pr = self.tracker.get(cc.node_id)
             if pr is not None and pr.is_learner:
                 lag = self.log.committed - pr.match
-                if lag > self.cfg.max_promote_lag or not self._is_reachable(pr):
+                if lag > self.cfg.max_promote_lag or not self.tracker.is_reachable(pr, self.now):
                     raise UnsafeConfChange(
                         f"learner {cc.node_id} is not caught up (match {pr.match}, "
                         f"commit {self.log.committed}); promote it once it is"
@@ -548,12 +526,9 @@ class Raft:
             voters.discard(cc.node_id)
         else:
             return
-        active = sum(
-            1
-            for mid in voters
-            if mid == self.id or (mid in self.prs and self._is_reachable(self.prs[mid]))
-        )
-        if active < len(voters) // 2 + 1:
+        reachable = self.tracker.reachable(self.id, self.now)
+        if not quorum.has_quorum(voters, reachable):
+            active = quorum.count(voters, reachable)
             raise UnsafeConfChange(
                 f"after this change only {active} of {len(voters)} voters would be reachable,"
                 " which is not a quorum"
@@ -576,7 +551,8 @@ class Raft:
             # Ready.must_sync), so after a restart it may lag what was committed.
             self.pending_reads.append(m)
             return
-        if len(self._voters()) == 1 and self.id in self._voters():
+        if quorum.has_quorum(self._voters(), {self.id}):
+            # A lone voter: its own ack is the quorum, no heartbeat round needed.
             self._respond_read_index(m, self.log.committed)
             return
         self.read_only.add_request(self.log.committed, m)
@@ -598,7 +574,7 @@ class Raft:
             raise NotLeader("only the leader can transfer leadership")
         if to == self.id:
             return
-        pr = self.prs.get(to)
+        pr = self.tracker.get(to)
         if pr is None or pr.is_learner:
             raise InvalidConfChange(f"member {to} is not a voter; cannot transfer leadership")
         if self.lead_transferee == to:
@@ -742,12 +718,11 @@ class Raft:
             self._handle_read_index_as_leader(m)
             return
 
-        pr = self.prs.get(m.sender)
+        pr = self.tracker.get(m.sender)
         if pr is None:
             return
         if t == MT.APP_RESP:
-            pr.last_active_tick = self.now
-            pr.responded = True
+            pr.record_response(self.now)
             if m.reject:
                 next_probe = m.reject_hint
                 if m.log_term > 0:
@@ -767,7 +742,7 @@ class Raft:
                 pr.become_probe()
                 pr.become_replicate()
             elif pr.state == ProgressState.REPLICATE:
-                pr.inflights.free_le(m.index)
+                pr.free_inflights_to(m.index)
             if self._maybe_commit():
                 self._bcast_append()
             elif was_paused:
@@ -783,13 +758,8 @@ class Raft:
             ):
                 self._send_timeout_now(m.sender)
         elif t == MT.HEARTBEAT_RESP:
-            pr.last_active_tick = self.now
-            pr.responded = True
-            pr.probe_sent = False
-            if pr.state == ProgressState.REPLICATE and pr.inflights.full():
-                # Appends of a full window may all have been lost; a live follower
-                # must not stay paused forever (etcd frees one slot here too).
-                pr.inflights.queue.popleft()
+            pr.record_response(self.now)
+            pr.heartbeat_responded()
             if pr.match < self.log.last_index() or pr.state == ProgressState.PROBE:
                 self._maybe_send_append(m.sender, send_if_empty=True)
             if not m.context:
@@ -797,7 +767,7 @@ class Raft:
             acks = self.read_only.recv_ack(m.sender, m.context)
             if acks is None:
                 return
-            if sum(1 for mid in self._voters() if mid in acks) < self._quorum():
+            if not quorum.has_quorum(self._voters(), acks):
                 return
             for rs in self.read_only.advance(m.context):
                 self._respond_read_index(rs.request, rs.index)
@@ -827,14 +797,14 @@ class Raft:
             self.become_follower(m.term, m.sender)
             self._handle_snapshot(m)
         elif t == resp:
-            won, lost = self._poll(m.sender, t, not m.reject)
-            if won:
+            result = self._poll(m.sender, t, not m.reject)
+            if result == VoteResult.WON:
                 if self.role == Role.PRE_CANDIDATE:
                     self._campaign(MT.VOTE, transfer=False)
                 else:
                     self.become_leader()
                     self._bcast_append()
-            elif lost:
+            elif result == VoteResult.LOST:
                 self.become_follower(self.term, NONE)
 
     def _step_follower(self, m: Message) -> None:
@@ -909,10 +879,17 @@ class Raft:
             self._commit_to(meta.index)
             return False
         self.log.restore(snap)
-        self.conf_state = meta.conf_state
         self.conf_history = []
         self.base_conf_state = meta.conf_state
         self.snapshot = snap
-        self._rebuild_progress()
+        self.tracker.reset(
+            meta.conf_state, self.log.last_index(), self.id, self.log.stable, self.now
+        )
         log.info("member %d: restored snapshot at index %d term %d", self.id, meta.index, meta.term)
         return True
+
+    # --- observation (through RawNode) --------------------------------------------
+
+    def peer_progress(self) -> dict[int, PeerProgress]:
+        """A copy of the tracker's view of every member, for Status."""
+        return self.tracker.peer_progress(self.id, self.now)

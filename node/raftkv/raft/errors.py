@@ -1,4 +1,9 @@
-"""Typed refusals: a proposal the core cannot accept fails at once, never silently."""
+"""Every exception of the Raft core, in one place.
+
+`RaftError` and its subclasses are typed refusals: a proposal or request the core cannot
+accept fails at once, never silently, and its stable `code` maps to one HTTP status.
+`LogError` is different: an impossible log operation, i.e. a bug or corrupt input.
+"""
 
 from __future__ import annotations
 
@@ -37,9 +42,25 @@ class InvalidConfChange(RaftError):
     code = "invalid_conf_change"
 
 
+class UnsafeConfChange(InvalidConfChange):
+    """The change is well-formed but would endanger availability right now."""
+
+    code = "unsafe_conf_change"
+
+
 class NotLeader(RaftError):
     code = "not_leader"
 
 
 class CompactionError(RaftError):
     code = "compaction_error"
+
+
+class StorageMismatch(RaftError):
+    """Recovered state that cannot be a Raft log: refuse to run rather than guess."""
+
+    code = "storage_mismatch"
+
+
+class LogError(Exception):
+    """An impossible log operation: a bug or corrupt input, never a normal event."""

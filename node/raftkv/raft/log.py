@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .errors import LogError
 from .types import Entry, Snapshot
 
-
-class LogError(Exception):
-    """An impossible log operation: a bug or corrupt input, never a normal event."""
+__all__ = ["LogError", "RaftLog"]
 
 
 class RaftLog:
@@ -30,6 +29,15 @@ class RaftLog:
         "stable",
         "stable_in_progress",
     )
+
+    @classmethod
+    def recovered(cls, offset: int, offset_term: int, entries: Sequence[Entry]) -> RaftLog:
+        """A log read back from durable storage: the snapshot point and the contiguous
+        entries after it, all of them already stable. The caller checks contiguity."""
+        lg = cls(offset, offset_term)
+        lg.entries = list(entries)
+        lg.stable = lg.stable_in_progress = lg.last_index()
+        return lg
 
     def __init__(self, offset: int = 0, offset_term: int = 0) -> None:
         self.offset = offset
@@ -73,22 +81,38 @@ class RaftLog:
     def entry(self, index: int) -> Entry:
         return self.entries[index - self.offset - 1]
 
-    def slice(self, lo: int, hi: int, max_size: int) -> list[Entry]:
-        """Entries [lo, hi), at least one if any, at most about `max_size` bytes."""
+    def entries_between(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
+        """Entries with lo <= index < hi (hi is capped at the last index + 1).
+
+        With `max_bytes`, stop before the entry that would take the total past it, but
+        return at least one entry if there is any, so a single large entry still moves.
+        `lo` below the first retained index is a caller bug (those entries are compacted:
+        send the snapshot instead) and raises LogError.
+        """
         if lo < self.first_index():
             raise LogError(f"slice({lo}) below first index {self.first_index()}")
         hi = min(hi, self.last_index() + 1)
         if lo >= hi:
             return []
-        start = lo - self.offset - 1
-        end = hi - self.offset - 1
-        out = self.entries[start:end]
+        out = self.entries[lo - self.offset - 1 : hi - self.offset - 1]
+        if max_bytes is None:
+            return out
         size = 0
         for i, e in enumerate(out):
             size += len(e.data) + 24
-            if size > max_size and i > 0:
+            if size > max_bytes and i > 0:
                 return out[:i]
         return out
+
+    def slice(self, lo: int, hi: int, max_size: int) -> list[Entry]:
+        """Entries [lo, hi), at least one if any, at most about `max_size` bytes."""
+        return self.entries_between(lo, hi, max_size)
+
+    def uncommitted_entries(self) -> list[Entry]:
+        """Entries past the commit index: what a new leader may still have to commit."""
+        return self.entries_between(
+            max(self.committed + 1, self.first_index()), self.last_index() + 1
+        )
 
     def is_up_to_date(self, last_index: int, term: int) -> bool:
         """§5.4.1: a candidate's log is at least as up-to-date as ours."""

@@ -25,9 +25,18 @@ class Inflights:
         self.queue.append(last)
 
     def free_le(self, index: int) -> None:
+        """The follower acknowledged everything up to `index`."""
         q = self.queue
         while q and q[0] <= index:
             q.popleft()
+
+    def free_first_one(self) -> None:
+        """Forget the oldest in-flight append (etcd's FreeFirstOne)."""
+        if self.queue:
+            self.queue.popleft()
+
+    def count(self) -> int:
+        return len(self.queue)
 
     def reset(self) -> None:
         self.queue.clear()
@@ -61,6 +70,36 @@ class Progress:
         """Whether the member has answered since this progress was created: a fresh
         progress counts as active for a grace period, but only an answer proves the
         member is really there."""
+
+    # --- activity ----------------------------------------------------------------
+
+    def record_response(self, now: int) -> None:
+        """The member answered at tick `now`: it is alive (CheckQuorum, thesis §6.2)."""
+        self.last_active_tick = now
+        self.responded = True
+
+    def is_active(self, now: int, window: int) -> bool:
+        """Heard from (or created) within the last `window` ticks."""
+        return now - self.last_active_tick < window
+
+    def is_reachable(self, now: int, window: int) -> bool:
+        """Active, and has really answered since this progress was created."""
+        return self.responded and self.is_active(now, window)
+
+    # --- flow control --------------------------------------------------------------
+
+    def free_inflights_to(self, index: int) -> None:
+        """The follower acknowledged everything up to `index`: those appends are no
+        longer in flight, and their slots of the window are free again."""
+        self.inflights.free_le(index)
+
+    def heartbeat_responded(self) -> None:
+        """A heartbeat answer proves the follower is alive: let the next probe go out,
+        and free one slot of a full window, whose appends may all have been lost, so a
+        live follower never stays paused forever (etcd frees one slot here too)."""
+        self.probe_sent = False
+        if self.state == ProgressState.REPLICATE and self.inflights.full():
+            self.inflights.free_first_one()
 
     def _reset(self, state: ProgressState) -> None:
         self.probe_sent = False

@@ -13,12 +13,13 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from .confchange import encode_conf_change
 from .config import Config
-from .core import _TERMLESS, Raft
-from .errors import RaftError
+from .core import Raft
+from .errors import StorageMismatch
 from .log import RaftLog
 from .types import (
     LOCAL_MESSAGES,
     NONE,
+    TERMLESS_MESSAGES,
     ConfChange,
     ConfChangeType,
     ConfState,
@@ -27,7 +28,6 @@ from .types import (
     HardState,
     Message,
     MessageType,
-    PeerProgress,
     Ready,
     Role,
     Snapshot,
@@ -35,11 +35,7 @@ from .types import (
     Status,
 )
 
-
-class StorageMismatch(RaftError):
-    """Recovered state that cannot be a Raft log: refuse to run rather than guess."""
-
-    code = "storage_mismatch"
+__all__ = ["RawNode", "StorageMismatch", "raft_hard_state"]
 
 
 class RawNode:
@@ -82,7 +78,7 @@ class RawNode:
         # differs from the "previous" empty one, so the first Ready carries it.
         node._prev_hard = HardState()
         raft.become_follower(1, NONE)
-        raft._commit_to(len(ents))
+        raft.restore_commit(len(ents))
         return node
 
     @classmethod
@@ -103,15 +99,13 @@ class RawNode:
         snap = snapshot if snapshot is not None and not snapshot.empty else None
         offset = snap.metadata.index if snap else 0
         offset_term = snap.metadata.term if snap else 0
-        raft_log = RaftLog(offset, offset_term)
         ents = [e for e in entries if e.index > offset]
         expected = offset + 1
         for e in ents:
             if e.index != expected:
                 raise StorageMismatch(f"log has a gap: expected index {expected}, got {e.index}")
             expected += 1
-        raft_log.entries = ents
-        raft_log.stable = raft_log.stable_in_progress = raft_log.last_index()
+        raft_log = RaftLog.recovered(offset, offset_term, ents)
         commit = max(hard_state.commit, offset)
         if commit > raft_log.last_index():
             raise StorageMismatch(
@@ -124,8 +118,7 @@ class RawNode:
         node = cls(raft)
         # Membership is replayed from the committed entries; the application re-applies
         # those entries from `offset` on, as they come out of ready().
-        raft._commit_to(commit)
-        raft._rebuild_progress()
+        raft.restore_commit(commit)
         node._prev_hard = raft_hard_state(raft)
         return node
 
@@ -142,7 +135,7 @@ class RawNode:
         members we cannot know about are ignored, never raised on: the wire is input."""
         if m.type in LOCAL_MESSAGES or m.to != self.raft.id:
             return
-        if m.term == 0 and m.type not in _TERMLESS:
+        if m.term == 0 and m.type not in TERMLESS_MESSAGES:
             # Only forwarded requests travel without a term; anything else claiming
             # term 0 would be taken as current-term and must not be believed.
             return
@@ -278,14 +271,24 @@ class RawNode:
     def snapshot(self) -> Snapshot:
         return self.raft.snapshot
 
+    @property
+    def stable_index(self) -> int:
+        """The last log index known durable on this member's disk (advanced by
+        `advance`). Committed entries up to it may be applied before the current
+        Ready's own fsync: they are already on disk."""
+        return self.raft.log.stable
+
+    @property
+    def pending_conf_index(self) -> int:
+        """On a leader, the index of the latest configuration change it proposed (or
+        of its first entry of the term, which must commit before any change): while the
+        commit index is below it, a new change is refused (ConfChangeInProgress, one
+        change at a time, thesis §4.1). 0 on a follower."""
+        return self.raft.pending_conf_index if self.raft.role == Role.LEADER else 0
+
     def status(self) -> Status:
         r = self.raft
-        progress: dict[int, PeerProgress] = {}
-        if r.role == Role.LEADER:
-            for mid, pr in r.prs.items():
-                progress[mid] = PeerProgress(
-                    pr.match, pr.next, pr.state, pr.is_learner, r._is_active(pr) or mid == r.id
-                )
+        progress = r.peer_progress() if r.role == Role.LEADER else {}
         return Status(
             id=r.id,
             role=r.role,

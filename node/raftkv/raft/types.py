@@ -80,10 +80,13 @@ class ConfChange:
 
 
 class MessageType(IntEnum):
+    """The numeric values go on the wire (see raftkv.wire): never renumber a member, and
+    never reuse a retired value (2 was a local PROP, 21 a TRANSFER_LEADER; neither was
+    ever produced: proposals and transfers enter through RawNode's methods)."""
+
     # Local messages: never sent over the network.
     HUP = 0
     BEAT = 1
-    PROP = 2
     CHECK_QUORUM = 3
     UNREACHABLE = 4
     SNAP_STATUS = 5
@@ -99,7 +102,6 @@ class MessageType(IntEnum):
     HEARTBEAT_RESP = 18
     READ_INDEX = 19
     READ_INDEX_RESP = 20
-    TRANSFER_LEADER = 21
     TIMEOUT_NOW = 22
     PROP_FORWARD = 23
     """A follower forwarding client proposals to the leader (etcd reuses MsgProp)."""
@@ -109,12 +111,18 @@ LOCAL_MESSAGES = frozenset(
     {
         MessageType.HUP,
         MessageType.BEAT,
-        MessageType.PROP,
         MessageType.CHECK_QUORUM,
         MessageType.UNREACHABLE,
         MessageType.SNAP_STATUS,
     }
 )
+"""Inputs the core makes for itself (ticks, reports from the transport); RawNode.step
+drops them when they arrive from the network, and the wire refuses to encode them."""
+
+TERMLESS_MESSAGES = frozenset({MessageType.PROP_FORWARD, MessageType.READ_INDEX})
+"""Forwarded requests carry term 0 so that they are never mistaken for a sign of a
+newer or older term (etcd does the same with MsgProp and MsgReadIndex). Anything else
+claiming term 0 is not believed."""
 
 
 @dataclass(slots=True)

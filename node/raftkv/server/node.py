@@ -466,7 +466,7 @@ class Node:
         # Ready's fsync either.
         committed = rd.committed_entries
         if committed and rd.snapshot is None:
-            stable = raw.raft.log.stable
+            stable = raw.stable_index
             n = 0
             # A configuration change waits for the fsync (see Ready.must_sync).
             while (
@@ -914,7 +914,7 @@ class Node:
                 "peer_url": self.cfg.peer_url,
             }
         st = raw.status()
-        pending_conf = raw.raft.pending_conf_index if st.role == Role.LEADER else 0
+        pending_conf = raw.pending_conf_index
         progress = {
             str(mid): {
                 "match": p.match,
