@@ -50,7 +50,15 @@ from ..storage.recovery import RecoveredState
 from ..transport import PeerAuth, Transport
 from . import errors as E
 from .config import ServerConfig
-from .membership import MemberInfo, Registry, decode_attrs, encode_attrs, validate_url
+from .membership import (
+    MemberInfo,
+    Registry,
+    best_transfer_target,
+    check_serving,
+    decode_attrs,
+    encode_attrs,
+    validate_url,
+)
 from .meta import IdentityError, MemberMeta
 
 log = logging.getLogger("raftkv.node")
@@ -316,16 +324,7 @@ class Node:
     def _best_transfer_target(self) -> int:
         raw = self.raw
         assert raw is not None
-        best, best_match = NONE, -1
-        for mid, pr in raw.status().progress.items():
-            if (
-                mid != self.member_id
-                and not pr.learner
-                and pr.recent_active
-                and pr.match > best_match
-            ):
-                best, best_match = mid, pr.match
-        return best
+        return best_transfer_target(self.member_id, raw.status().progress)
 
     # --- inputs --------------------------------------------------------------------
 
@@ -729,12 +728,12 @@ class Node:
     # --- client operations ----------------------------------------------------------
 
     def _check_serving(self) -> None:
-        if self.raw is None:
-            raise E.Unavailable("member is joining the cluster", code="joining")
-        if self.removed:
-            raise E.Gone(f"member {self.member_id} was removed from the cluster")
-        if self.stopping:
-            raise E.Unavailable("member is shutting down", code="shutting_down")
+        check_serving(
+            joined=self.raw is not None,
+            removed=self.removed,
+            member_id=self.member_id,
+            stopping=self.stopping,
+        )
 
     async def write(self, cmd: Command) -> ApplyResult:
         """Propose a write and return once it is committed and applied here."""
@@ -832,9 +831,6 @@ class Node:
             await asyncio.wait_for(fut, self.cfg.request_timeout)
         except TimeoutError:
             raise _indeterminate() from None
-
-    def allocate_member_id(self) -> int:
-        return self.registry.max_id() + 1
 
     async def transfer_leader(self, to: int, *, timeout: float | None = None) -> int:
         self._check_serving()
