@@ -300,100 +300,145 @@ def _transfer_target(raft: RaftView, candidates: frozenset[int]) -> int | None:
 
 
 def _start_next(observed: Observed) -> Action:
-    """No change in flight: find the first difference between desired and observed."""
-    spec, raft, status = observed.spec, observed.raft, observed.status
+    """No change in flight: find the first difference between desired and observed.
+
+    The checks run in priority order; the first that finds something to do decides.
+    """
+    for step in (
+        _next_scale_down,
+        _next_orphan,
+        _next_member_repair,
+        _next_cleanup,
+        _next_wait_for_health,
+        _next_scale_up,
+    ):
+        action = step(observed)
+        if action is not None:
+            return action
+    return Done(Reason.IN_SYNC, f"{len(observed.status.members)} members in sync")
+
+
+def _next_scale_down(observed: Observed) -> Action | None:
+    """Scale down: highest ordinal first."""
+    status = observed.status
     mapped = status.members
     n = len(mapped)
+    if n <= observed.spec.desired:
+        return None
+    k = n - 1
+    return _with_change(
+        status,
+        Change(ChangeKind.REMOVE, k, mapped[k]),
+        Reason.SCALING_DOWN,
+        f"removing member {mapped[k]} at ordinal {k} ({n} → {n - 1})",
+    )
 
-    # Scale down: highest ordinal first.
-    if n > spec.desired:
-        k = n - 1
-        return _with_change(
-            status,
-            Change(ChangeKind.REMOVE, k, mapped[k]),
-            Reason.SCALING_DOWN,
-            f"removing member {mapped[k]} at ordinal {k} ({n} → {n - 1})",
-        )
 
-    # Members nobody mapped. An id at or above our counter can only come from a
-    # status newer than the one we read: acting on it could re-allocate that id.
-    orphans = sorted(raft.member_ids - set(mapped.values()))
-    if orphans:
-        if orphans[-1] >= status.next_member_id:
-            return Wait(Reason.STATUS_STALE, f"member {orphans[-1]} is newer than our status")
-        return _remove_member(observed, orphans[0])
+def _next_orphan(observed: Observed) -> Action | None:
+    """Members nobody mapped. An id at or above our counter can only come from a
+    status newer than the one we read: acting on it could re-allocate that id."""
+    status = observed.status
+    orphans = sorted(observed.raft.member_ids - set(status.members.values()))
+    if not orphans:
+        return None
+    if orphans[-1] >= status.next_member_id:
+        return Wait(Reason.STATUS_STALE, f"member {orphans[-1]} is newer than our status")
+    return _remove_member(observed, orphans[0])
 
-    # Members whose pod lost its data, or who must be resumed.
-    for k in sorted(mapped):
-        member_id = mapped[k]
-        member = raft.member(member_id)
-        pod = observed.pod(k)
-        fresh = pod is not None and pod.waiting_to_join
-        if member is None:
-            if fresh:  # removed behind our back; its pod starts over: replace it
-                return _begin_replace(observed, k, member_id)
-            return Wait(
-                Reason.MEMBER_MISSING_FROM_CONFIG,
-                f"member {member_id} (ordinal {k}) is not in the configuration; "
-                f"delete pod {k} and its PVC to have it replaced",
-            )
-        if member.learner:  # a learner whose ADD record is gone: finish adding it
-            return _with_change(
-                status,
-                Change(ChangeKind.ADD, k, member_id),
-                Reason.RESUMING_LEARNER,
-                f"resuming the addition of learner {member_id}",
-            )
-        if fresh:  # a voter's pod runs on an empty data dir: the PVC was lost
+
+def _next_member_repair(observed: Observed) -> Action | None:
+    """Members whose pod lost its data, or who must be resumed."""
+    for k, member_id in sorted(observed.status.members.items()):
+        action = _repair_member(observed, k, member_id)
+        if action is not None:
+            return action
+    return None
+
+
+def _repair_member(observed: Observed, k: int, member_id: int) -> Action | None:
+    member = observed.raft.member(member_id)
+    pod = observed.pod(k)
+    fresh = pod is not None and pod.waiting_to_join
+    if member is None:
+        if fresh:  # removed behind our back; its pod starts over: replace it
             return _begin_replace(observed, k, member_id)
-        if (
-            pod is not None
-            and pod.member_reachable
-            and pod.member_id is not None
-            and pod.member_id != member_id
-        ):
-            return Wait(
-                Reason.UNEXPECTED_MEMBER_IDENTITY,
-                f"pod {k} runs as member {pod.member_id}, expected {member_id}",
-            )
+        return Wait(
+            Reason.MEMBER_MISSING_FROM_CONFIG,
+            f"member {member_id} (ordinal {k}) is not in the configuration; "
+            f"delete pod {k} and its PVC to have it replaced",
+        )
+    if member.learner:  # a learner whose ADD record is gone: finish adding it
+        return _with_change(
+            observed.status,
+            Change(ChangeKind.ADD, k, member_id),
+            Reason.RESUMING_LEARNER,
+            f"resuming the addition of learner {member_id}",
+        )
+    if fresh:  # a voter's pod runs on an empty data dir: the PVC was lost
+        return _begin_replace(observed, k, member_id)
+    if (
+        pod is not None
+        and pod.member_reachable
+        and pod.member_id is not None
+        and pod.member_id != member_id
+    ):
+        return Wait(
+            Reason.UNEXPECTED_MEMBER_IDENTITY,
+            f"pod {k} runs as member {pod.member_id}, expected {member_id}",
+        )
+    return None
 
+
+def _next_cleanup(observed: Observed) -> Action | None:
+    """A StatefulSet larger than the membership shrinks; PVCs of ordinals that are no
+    member any more are deleted, so they never come back with stale data."""
+    n = len(observed.status.members)
     statefulset = observed.statefulset
     assert statefulset is not None
     if statefulset.replicas > n:
         return ShrinkStatefulSet(n)
-
-    # PVCs of ordinals that are no member any more never come back with stale data.
     for pvc in sorted(observed.pvcs, key=lambda p: p.ordinal):
         if pvc.ordinal >= n and not pvc.terminating and observed.pod(pvc.ordinal) is None:
             return DeletePVC(pvc.ordinal)
+    return None
 
-    # Wait for every member to be back and healthy before touching membership:
-    # a deleted or crashed pod is not a scale-in, it returns with its PVC.
-    for k in sorted(mapped):
+
+def _next_wait_for_health(observed: Observed) -> Action | None:
+    """Every member back and healthy before membership is touched: a deleted or
+    crashed pod is not a scale-in, it returns with its PVC."""
+    raft = observed.raft
+    for k, member_id in sorted(observed.status.members.items()):
         pod = observed.pod(k)
-        if pod is None or not pod.ready or pod.terminating or mapped[k] not in raft.ready_ids:
-            return Wait(Reason.POD_NOT_READY, f"member {mapped[k]} (pod {k}) is not ready")
+        if pod is None or not pod.ready or pod.terminating or member_id not in raft.ready_ids:
+            return Wait(Reason.POD_NOT_READY, f"member {member_id} (pod {k}) is not ready")
+    return None
 
-    if n < spec.desired:
-        for pod in observed.pods:
-            if pod.ordinal >= n:
-                return Wait(Reason.POD_TERMINATING, f"waiting for pod {pod.ordinal} to go away")
-        for pvc in observed.pvcs:
-            if pvc.ordinal >= n:
-                return Wait(Reason.PVC_TERMINATING, f"waiting for PVC {pvc.ordinal} to go away")
-        member_id = status.next_member_id
-        return UpdateStatus(
-            Bookkeeping(
-                cluster_id=status.cluster_id,
-                members={**mapped, n: member_id},
-                next_member_id=member_id + 1,
-                in_flight=Change(ChangeKind.ADD, n, member_id),
-            ),
-            Reason.SCALING_UP,
-            f"adding member {member_id} at ordinal {n} ({n} → {n + 1})",
-        )
 
-    return Done(Reason.IN_SYNC, f"{n} members in sync")
+def _next_scale_up(observed: Observed) -> Action | None:
+    """Scale up by one: wait for the leftovers of a previous scale-down to go, then
+    allocate the next member id (write-ahead, in status) for the next ordinal."""
+    status = observed.status
+    mapped = status.members
+    n = len(mapped)
+    if n >= observed.spec.desired:
+        return None
+    for pod in observed.pods:
+        if pod.ordinal >= n:
+            return Wait(Reason.POD_TERMINATING, f"waiting for pod {pod.ordinal} to go away")
+    for pvc in observed.pvcs:
+        if pvc.ordinal >= n:
+            return Wait(Reason.PVC_TERMINATING, f"waiting for PVC {pvc.ordinal} to go away")
+    member_id = status.next_member_id
+    return UpdateStatus(
+        Bookkeeping(
+            cluster_id=status.cluster_id,
+            members={**mapped, n: member_id},
+            next_member_id=member_id + 1,
+            in_flight=Change(ChangeKind.ADD, n, member_id),
+        ),
+        Reason.SCALING_UP,
+        f"adding member {member_id} at ordinal {n} ({n} → {n + 1})",
+    )
 
 
 def _lost_voters(observed: Observed) -> list[tuple[int, int]]:
