@@ -384,6 +384,24 @@ def _is_u64(x: object) -> bool:
 
 
 def _parse_snapshot(data: bytes) -> _ParsedSnapshot:
+    """Check and decode a store snapshot; every malformed input is a SnapshotError
+    (a snapshot comes from a peer or a backup file: never trust it)."""
+    version, body = _snapshot_body(data)
+    try:
+        obj = msgpack.unpackb(body, raw=False, use_list=True, max_map_len=0, max_ext_len=0)
+    except Exception as exc:
+        raise SnapshotError(f"undecodable snapshot: {exc}") from exc
+    if type(obj) is not list or len(obj) != 5:
+        raise SnapshotError("snapshot body must be a 5-element array")
+    applied, keys, values, revisions, ded = obj
+    _check_arrays(applied, keys, values, revisions, ded)
+    sorted_keys = _check_key_order(version, keys)
+    dedup = _parse_dedup(ded)
+    return _ParsedSnapshot(applied, keys, values, revisions, dedup, sorted_keys)
+
+
+def _snapshot_body(data: bytes) -> tuple[int, memoryview]:
+    """The format version and the CRC-checked body after the header."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise SnapshotError("snapshot must be bytes")
     view = memoryview(data)
@@ -395,16 +413,19 @@ def _parse_snapshot(data: bytes) -> _ParsedSnapshot:
     body = view[_SNAPSHOT_HEADER_LEN:]
     if zlib.crc32(body) != int.from_bytes(view[5:9], "big"):
         raise SnapshotError("snapshot checksum mismatch")
-    try:
-        obj = msgpack.unpackb(body, raw=False, use_list=True, max_map_len=0, max_ext_len=0)
-    except Exception as exc:
-        raise SnapshotError(f"undecodable snapshot: {exc}") from exc
-    if type(obj) is not list or len(obj) != 5:
-        raise SnapshotError("snapshot body must be a 5-element array")
-    applied, keys, values, revisions, ded = obj
+    return version, body
+
+
+def _check_arrays(applied: Any, keys: Any, values: Any, revisions: Any, ded: Any) -> None:
+    """Shapes and types of the decoded arrays (they are untrusted msgpack)."""
     if not _is_u64(applied):
         raise SnapshotError("malformed applied index")
-    if not all(type(x) is list for x in (keys, values, revisions, ded)):
+    if not (
+        type(keys) is list
+        and type(values) is list
+        and type(revisions) is list
+        and type(ded) is list
+    ):
         raise SnapshotError("malformed snapshot arrays")
     if not len(keys) == len(values) == len(revisions) or len(ded) % 8:
         raise SnapshotError("snapshot arrays disagree in length")
@@ -417,16 +438,22 @@ def _parse_snapshot(data: bytes) -> _ParsedSnapshot:
         raise SnapshotError("malformed snapshot entry types")
     if revisions and (min(revisions) < 1 or max(revisions) > applied):
         raise SnapshotError(f"key revision outside 1..{applied}")
+
+
+def _check_key_order(version: int, keys: list[str]) -> list[str]:
+    """The keys in order. Format 1 stores them sorted (strictly ascending also rules
+    out duplicates); format 2 stores them in dict order and sorts here."""
     if version == 1:
-        # Strictly ascending also rules out duplicate keys.
         if not all(map(str.__lt__, keys, islice(keys, 1, None))):
             raise SnapshotError("snapshot keys are not strictly ascending")
-        sorted_keys = keys
-    else:
-        sorted_keys = sorted(keys)
-        if not all(map(str.__lt__, sorted_keys, islice(sorted_keys, 1, None))):
-            raise SnapshotError("duplicate key in snapshot")
+        return keys
+    sorted_keys = sorted(keys)
+    if not all(map(str.__lt__, sorted_keys, islice(sorted_keys, 1, None))):
+        raise SnapshotError("duplicate key in snapshot")
+    return sorted_keys
 
+
+def _parse_dedup(ded: list[Any]) -> dict[bytes, _Dedup]:
     dedup: dict[bytes, _Dedup] = {}
     for i in range(0, len(ded), 8):
         rid, op, key, ok, revision, error, prev_revision, deleted = ded[i : i + 8]
@@ -445,4 +472,4 @@ def _parse_snapshot(data: bytes) -> _ParsedSnapshot:
         if rid in dedup:
             raise SnapshotError("duplicate request id in snapshot")
         dedup[rid] = rec
-    return _ParsedSnapshot(applied, keys, values, revisions, dedup, sorted_keys)
+    return dedup
