@@ -693,94 +693,101 @@ class Raft:
         t = m.type
         if t == MT.BEAT:
             self._bcast_heartbeat()
-            return
-        if t == MT.CHECK_QUORUM:
-            if not self._quorum_active():
-                log.warning("member %d: lost contact with a quorum, stepping down", self.id)
-                self.become_follower(self.term, NONE)
-            return
-        if t == MT.PROP_FORWARD:
-            try:
-                self.check_can_propose()
-            except ProposalDropped:
-                self._reject_forward(m)
-                return
-            self._append_entries(
-                [
-                    Entry(0, 0, EntryType.NORMAL, e.data)
-                    for e in m.entries
-                    if e.type == EntryType.NORMAL
-                ]
-            )
-            self._bcast_append()
-            return
-        if t == MT.READ_INDEX:
+        elif t == MT.CHECK_QUORUM:
+            self._leader_check_quorum()
+        elif t == MT.PROP_FORWARD:
+            self._leader_forwarded_proposal(m)
+        elif t == MT.READ_INDEX:
             self._handle_read_index_as_leader(m)
-            return
-
-        pr = self.tracker.get(m.sender)
-        if pr is None:
-            return
-        if t == MT.APP_RESP:
-            pr.record_response(self.now)
-            if m.reject:
-                next_probe = m.reject_hint
-                if m.log_term > 0:
-                    next_probe = self.log.find_conflict_by_term(m.reject_hint, m.log_term)
-                if pr.maybe_decr_to(m.index, next_probe):
-                    if pr.state == ProgressState.REPLICATE:
-                        pr.become_probe()
-                    self._maybe_send_append(m.sender, send_if_empty=True)
+        else:
+            pr = self.tracker.get(m.sender)
+            if pr is None:
                 return
-            was_paused = pr.is_paused()
-            updated = pr.maybe_update(m.index)
-            if not updated and not (pr.match == m.index and pr.state == ProgressState.PROBE):
-                return
-            if pr.state == ProgressState.PROBE:
-                pr.become_replicate()
-            elif pr.state == ProgressState.SNAPSHOT and pr.match + 1 >= self.log.first_index():
+            if t == MT.APP_RESP:
+                self._leader_append_response(m, pr)
+            elif t == MT.HEARTBEAT_RESP:
+                self._leader_heartbeat_response(m, pr)
+            elif t == MT.SNAP_STATUS:
+                self._leader_snapshot_status(m, pr)
+            elif t == MT.UNREACHABLE and pr.state == ProgressState.REPLICATE:
                 pr.become_probe()
-                pr.become_replicate()
-            elif pr.state == ProgressState.REPLICATE:
-                pr.free_inflights_to(m.index)
-            if self._maybe_commit():
-                self._bcast_append()
-            elif was_paused:
+
+    def _leader_check_quorum(self) -> None:
+        """CheckQuorum (thesis §6.2): a leader that has not heard from a quorum within
+        an election timeout steps down, so a partitioned leader stops serving."""
+        if not self._quorum_active():
+            log.warning("member %d: lost contact with a quorum, stepping down", self.id)
+            self.become_follower(self.term, NONE)
+
+    def _leader_forwarded_proposal(self, m: Message) -> None:
+        try:
+            self.check_can_propose()
+        except ProposalDropped:
+            self._reject_forward(m)
+            return
+        self._append_entries(
+            [Entry(0, 0, EntryType.NORMAL, e.data) for e in m.entries if e.type == EntryType.NORMAL]
+        )
+        self._bcast_append()
+
+    def _leader_append_response(self, m: Message, pr: Progress) -> None:
+        pr.record_response(self.now)
+        if m.reject:
+            # §5.3: back up next_index (by term when the follower says which) and probe.
+            next_probe = m.reject_hint
+            if m.log_term > 0:
+                next_probe = self.log.find_conflict_by_term(m.reject_hint, m.log_term)
+            if pr.maybe_decr_to(m.index, next_probe):
+                if pr.state == ProgressState.REPLICATE:
+                    pr.become_probe()
                 self._maybe_send_append(m.sender, send_if_empty=True)
-            while self.role == Role.LEADER and self._maybe_send_append(
-                m.sender, send_if_empty=False
-            ):
-                pass
-            if (
-                self.role == Role.LEADER
-                and m.sender == self.lead_transferee
-                and pr.match == self.log.last_index()
-            ):
-                self._send_timeout_now(m.sender)
-        elif t == MT.HEARTBEAT_RESP:
-            pr.record_response(self.now)
-            pr.heartbeat_responded()
-            if pr.match < self.log.last_index() or pr.state == ProgressState.PROBE:
-                self._maybe_send_append(m.sender, send_if_empty=True)
-            if not m.context:
-                return
-            acks = self.read_only.recv_ack(m.sender, m.context)
-            if acks is None:
-                return
-            if not quorum.has_quorum(self._voters(), acks):
-                return
-            for rs in self.read_only.advance(m.context):
-                self._respond_read_index(rs.request, rs.index)
-        elif t == MT.SNAP_STATUS:
-            if pr.state != ProgressState.SNAPSHOT:
-                return
-            if m.reject:
-                pr.pending_snapshot = 0
+            return
+        was_paused = pr.is_paused()
+        updated = pr.maybe_update(m.index)
+        if not updated and not (pr.match == m.index and pr.state == ProgressState.PROBE):
+            return
+        if pr.state == ProgressState.PROBE:
+            pr.become_replicate()
+        elif pr.state == ProgressState.SNAPSHOT and pr.match + 1 >= self.log.first_index():
             pr.become_probe()
-            # Wait for the next heartbeat response before probing again.
-            pr.probe_sent = True
-        elif t == MT.UNREACHABLE and pr.state == ProgressState.REPLICATE:
-            pr.become_probe()
+            pr.become_replicate()
+        elif pr.state == ProgressState.REPLICATE:
+            pr.free_inflights_to(m.index)
+        if self._maybe_commit():
+            self._bcast_append()
+        elif was_paused:
+            self._maybe_send_append(m.sender, send_if_empty=True)
+        while self.role == Role.LEADER and self._maybe_send_append(m.sender, send_if_empty=False):
+            pass
+        if (
+            self.role == Role.LEADER
+            and m.sender == self.lead_transferee
+            and pr.match == self.log.last_index()
+        ):
+            self._send_timeout_now(m.sender)
+
+    def _leader_heartbeat_response(self, m: Message, pr: Progress) -> None:
+        pr.record_response(self.now)
+        pr.heartbeat_responded()
+        if pr.match < self.log.last_index() or pr.state == ProgressState.PROBE:
+            self._maybe_send_append(m.sender, send_if_empty=True)
+        if not m.context:
+            return
+        # ReadIndex (thesis §6.4): the read is safe once a quorum acked this round.
+        acks = self.read_only.recv_ack(m.sender, m.context)
+        if acks is None or not quorum.has_quorum(self._voters(), acks):
+            return
+        for rs in self.read_only.advance(m.context):
+            self._respond_read_index(rs.request, rs.index)
+
+    def _leader_snapshot_status(self, m: Message, pr: Progress) -> None:
+        if pr.state != ProgressState.SNAPSHOT:
+            return
+        if m.reject:
+            pr.pending_snapshot = 0
+        pr.become_probe()
+        # Wait for the next heartbeat response before probing again.
+        pr.probe_sent = True
 
     def _step_candidate(self, m: Message) -> None:
         t = m.type
