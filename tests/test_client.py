@@ -7,7 +7,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import inspect
 import json
+import re
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -15,7 +19,9 @@ from urllib.parse import unquote
 import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
+from pydantic import BaseModel
 
+from raftkv.api import schema as S
 from raftkv.client import (
     AsyncClient,
     BadRequest,
@@ -25,10 +31,13 @@ from raftkv.client import (
     GetResult,
     Indeterminate,
     KeyValue,
+    ListPage,
     Member,
     NotFound,
     PreconditionFailed,
+    Progress,
     RaftKVError,
+    StatusInfo,
     TooLarge,
     Unavailable,
     WriteResult,
@@ -246,7 +255,8 @@ def test_compare_and_swap_and_create_only(fake: FakeCluster) -> None:
         assert fake.log[-1].headers["If-None-Match"] == "*"
         with pytest.raises(PreconditionFailed) as exc:
             c.put("k", b"2", if_none_match=True)
-        assert exc.value.current_revision == rev and exc.value.status == 412
+        assert exc.value.current_revision == rev
+        assert exc.value.status == 412
         with pytest.raises(PreconditionFailed) as exc:
             c.put("k", b"2", if_match=rev + 5)
         assert exc.value.current_revision == rev
@@ -275,7 +285,8 @@ def test_list_with_prefix_limit_and_pages(fake: FakeCluster) -> None:
         assert [i.key for i in items] == ["app/1", "app/2"]
         assert items[0] == KeyValue("app/1", b"app/1", 11)
         page = c.list_page("app/", 2, start_after="app/2")
-        assert [i.key for i in page.items] == ["app/3"] and page.more is False
+        assert [i.key for i in page.items] == ["app/3"]
+        assert page.more is False
         assert c.list_page("app/", 2).more is True
         assert fake.log[-1].url.params["prefix"] == "app/"
 
@@ -302,8 +313,10 @@ def test_keys_are_one_quoted_path_segment(fake: FakeCluster, key: str) -> None:
     with client(fake) as c:
         c.put(key, b"v")
         raw = fake.log[-1].url.raw_path.decode()
-        assert raw.startswith("/v1/kv/") and "/" not in raw[len("/v1/kv/") :]
-        assert "?" not in raw and "#" not in raw
+        assert raw.startswith("/v1/kv/")
+        assert "/" not in raw[len("/v1/kv/") :]
+        assert "?" not in raw
+        assert "#" not in raw
         assert c.get(key) == GetResult(b"v", 11)
         assert list(fake.data) == [key]
 
@@ -393,7 +406,8 @@ def test_503_everywhere_reports_retry_after(fake: FakeCluster) -> None:
     fake.behaviour = dict.fromkeys(["m1", "m2", "m3"], "no_leader")
     with client(fake, retries=0) as c, pytest.raises(Unavailable) as exc:
         c.get("k")
-    assert exc.value.retry_after == 1.0 and exc.value.status == 503
+    assert exc.value.retry_after == 1.0
+    assert exc.value.status == 503
 
 
 def test_write_retry_after_lost_reply_reuses_request_id_and_applies_once(
@@ -403,7 +417,9 @@ def test_write_retry_after_lost_reply_reuses_request_id_and_applies_once(
     with client(fake) as c:
         w = c.put("k", b"v")
     ids = {r.headers["X-Request-Id"] for r in fake.log}
-    assert len(fake.log) == 2 and len(ids) == 1 and len(ids.pop()) == 32
+    assert len(fake.log) == 2
+    assert len(ids) == 1
+    assert len(ids.pop()) == 32
     assert fake.applied_writes == 1
     assert w.revision == fake.data["k"][1]
 
@@ -488,7 +504,8 @@ def test_membership_calls(fake: FakeCluster) -> None:
         assert c.promote_member(m.id).learner is False
         assert fake.log[-1].url.path == "/v1/members/2/promote"
         c.remove_member(2)
-        assert fake.log[-1].method == "DELETE" and fake.log[-1].url.path == "/v1/members/2"
+        assert fake.log[-1].method == "DELETE"
+        assert fake.log[-1].url.path == "/v1/members/2"
         assert c.transfer_leader(3) == 3
         assert json.loads(fake.log[-1].content) == {"to": 3}
         assert c.transfer_leader() == 2
@@ -503,7 +520,8 @@ def test_status(fake: FakeCluster) -> None:
         s = c.status()
         assert (s.id, s.role, s.leader, s.term, s.commit_index) == (1, "leader", 1, 3, 20)
         assert (s.applied_index, s.last_index, s.snapshot_index) == (20, 21, 10)
-        assert s.members[1].learner and s.progress[2].state == "replicate"
+        assert s.members[1].learner
+        assert s.progress[2].state == "replicate"
         c.status(endpoint="http://m2:2379")
         assert fake.log[-1].url.host == "m2"
 
@@ -535,7 +553,8 @@ def test_async_client_has_the_same_behaviour(fake: FakeCluster) -> None:
                 await c.put("x", b"", if_match=7)
             assert (await c.members())[0].id == 1
             assert (await c.status()).term == 3
-            assert await c.health("http://m2:2379") and not await c.ready("http://m2:2379")
+            assert await c.health("http://m2:2379")
+            assert not await c.ready("http://m2:2379")
             fake.behaviour = dict.fromkeys(["m1", "m2", "m3"], "no_leader")
             with pytest.raises(Unavailable):
                 await c.put("k", b"v")
@@ -567,7 +586,8 @@ def test_weird_keys_survive_a_real_fastapi_route() -> None:
             for key in WEIRD_KEYS:
                 await c.put(key, key.encode())
                 got = await c.get(key)
-                assert got is not None and got.value == key.encode(), key
+                assert got is not None, key
+                assert got.value == key.encode(), key
         assert sorted(store) == sorted(WEIRD_KEYS)
 
     asyncio.run(scenario())
@@ -577,13 +597,16 @@ def test_a_removed_member_is_skipped_for_reads_writes_and_admin(fake: FakeCluste
     fake.behaviour = {"m1": "removed"}
     with client(fake) as c:
         assert c.put("k", b"v").revision > 0
-        assert c.get("k").value == b"v"
+        got = c.get("k")
+        assert got is not None
+        assert got.value == b"v"
         assert c.status().id == 1  # answered by m2
     assert fake.applied_writes == 1
     fake.behaviour = {"m1": "removed", "m2": "removed", "m3": "removed"}
     with client(fake) as c, pytest.raises(RaftKVError) as exc:
         c.get("k")
-    assert exc.value.status == 410 and exc.value.code == "member_removed"
+    assert exc.value.status == 410
+    assert exc.value.code == "member_removed"
 
 
 # -- snapshots (backup) ----------------------------------------------------------------
@@ -694,7 +717,6 @@ def test_sync_and_async_clients_drive_the_same_flow(monkeypatch: pytest.MonkeyPa
     """The same scripted server answers through `Client` and `AsyncClient`: the same
     requests (order, endpoints, headers, bodies, request-id reuse), the same sleeps
     between rounds, the same results and errors."""
-    import raftkv.client as client_module
 
     def run(driver: str) -> tuple[list[object], list[object], list[float]]:
         answers = [a for *_, script in SCRIPT for a in script]
@@ -717,8 +739,8 @@ def test_sync_and_async_clients_drive_the_same_flow(monkeypatch: pytest.MonkeyPa
         async def asleep(seconds: float) -> None:
             sleeps.append(seconds)
 
-        monkeypatch.setattr(client_module.time, "sleep", sleeps.append)
-        monkeypatch.setattr(client_module.asyncio, "sleep", asleep)
+        monkeypatch.setattr("raftkv.client.time.sleep", sleeps.append)
+        monkeypatch.setattr("raftkv.client.asyncio.sleep", asleep)
         outcomes: list[object] = []
         kw: dict[str, object] = {"retries": 1, "backoff": 0.01, "max_backoff": 0.5}
         transport = httpx.MockTransport(handler)
@@ -750,15 +772,275 @@ def test_sync_and_async_clients_drive_the_same_flow(monkeypatch: pytest.MonkeyPa
     assert sync[2] == async_[2]
     # and the script means what it says
     requests, outcomes, sleeps = sync
-    assert outcomes[0] == WriteResult(5) and outcomes[1] == GetResult(b"v", 5)
-    assert outcomes[2] is None and outcomes[3] == ("NotFound", "http_404", 404, None)
+    assert outcomes[0] == WriteResult(5)
+    assert outcomes[1] == GetResult(b"v", 5)
+    assert outcomes[2] is None
+    assert outcomes[3] == ("NotFound", "http_404", 404, None)
     assert outcomes[4] == ("Unavailable", "no_leader", 503, 1.0)
     assert outcomes[5][0] == "Indeterminate"  # type: ignore[index]
     assert outcomes[6][0] == "Indeterminate"  # type: ignore[index]
     assert outcomes[10] == ("PreconditionFailed", "exists", 412, 9)
     assert outcomes[12][0] == "BadResponse"  # type: ignore[index]
     assert outcomes[13] == ("Unavailable", "unavailable", 0, None)
-    assert outcomes[15] is False and outcomes[16] is True
+    assert outcomes[15] is False
+    assert outcomes[16] is True
     assert sleeps == [0.5, 0.5]  # Retry-After (1 s) beats the backoff, capped at 0.5 s
     put_ids = {r[2]["x-request-id"] for r in requests[:3]}  # type: ignore[index]
     assert put_ids == {"0"}  # one logical write, one id on every attempt
+
+
+# -- answers are read with the wire models of raftkv.api.schema ----------------------------
+
+# Answers byte for byte as members send them: captured from the in-process cluster of
+# tests/api (a PUT, a DELETE, a page, the member list, an add, a transfer, the status of
+# the leader just after adding learner 4 and of a follower), and the status of a joining
+# member as `MemberStatus.joining` renders it.
+MEMBERS_SENT = (
+    b'{"members":[{"id":1,"name":"m1","peer_urls":["http://127.0.0.1:41001"],'
+    b'"client_urls":["http://127.0.0.1:41000"],"learner":false},{"id":2,"name":"m2",'
+    b'"peer_urls":["http://127.0.0.1:41011"],"client_urls":["http://127.0.0.1:41010"],'
+    b'"learner":false},{"id":3,"name":"m3","peer_urls":["http://127.0.0.1:41021"],'
+    b'"client_urls":["http://127.0.0.1:41020"],"learner":false}]}'
+)
+STATUS_SENT = (
+    b'{"id":2,"name":"m2","cluster_id":"43a48fdf22dbf463","role":"leader","leader":2,'
+    b'"term":2,"commit_index":14,"applied_index":14,"last_index":14,"snapshot_index":0,'
+    b'"removed":false,"members":[{"id":1,"name":"m1","peer_urls":["http://127.0.0.1:41001"],'
+    b'"client_urls":["http://127.0.0.1:41000"],"learner":false},{"id":2,"name":"m2",'
+    b'"peer_urls":["http://127.0.0.1:41011"],"client_urls":["http://127.0.0.1:41010"],'
+    b'"learner":false},{"id":3,"name":"m3","peer_urls":["http://127.0.0.1:41021"],'
+    b'"client_urls":["http://127.0.0.1:41020"],"learner":false},{"id":4,"name":"member-4",'
+    b'"peer_urls":["http://127.0.0.1:41901"],"client_urls":[],"learner":true}],'
+    b'"progress":{"1":{"match":14,"next":15,"state":"replicate","learner":false,'
+    b'"recent_active":true},"2":{"match":14,"next":15,"state":"replicate","learner":false,'
+    b'"recent_active":true},"3":{"match":14,"next":15,"state":"replicate","learner":false,'
+    b'"recent_active":true},"4":{"match":0,"next":14,"state":"probe","learner":true,'
+    b'"recent_active":true}},"keys":2,"conf_change_pending":false,"pending_conf_index":14}'
+)
+FOLLOWER_STATUS_SENT = (
+    b'{"id":1,"name":"m1","cluster_id":"43a48fdf22dbf463","role":"follower","leader":2,'
+    b'"term":2,"commit_index":15,"applied_index":15,"last_index":15,"snapshot_index":0,'
+    b'"removed":false,"members":[{"id":1,"name":"m1","peer_urls":["http://127.0.0.1:41001"],'
+    b'"client_urls":["http://127.0.0.1:41000"],"learner":false},{"id":2,"name":"m2",'
+    b'"peer_urls":["http://127.0.0.1:41011"],"client_urls":["http://127.0.0.1:41010"],'
+    b'"learner":false},{"id":3,"name":"m3","peer_urls":["http://127.0.0.1:41021"],'
+    b'"client_urls":["http://127.0.0.1:41020"],"learner":false}],"progress":{},"keys":2,'
+    b'"conf_change_pending":false,"pending_conf_index":0}'
+)
+JOINING_STATUS_SENT = (
+    b'{"id":0,"name":"m4","cluster_id":"43a48fdf22dbf463","role":"joining","leader":0,'
+    b'"term":0,"commit_index":0,"applied_index":0,"last_index":0,"snapshot_index":0,'
+    b'"removed":false,"members":[],"progress":{},"keys":0,"conf_change_pending":false,'
+    b'"pending_conf_index":0,"peer_url":"http://127.0.0.1:41901"}'
+)
+SENT: list[tuple[type[BaseModel], bytes]] = [
+    (S.WriteResult, b'{"revision":9,"prev_revision":8}'),
+    (S.DeleteResult, b'{"revision":10,"prev_revision":9,"deleted":true}'),
+    (S.DeleteResult, b'{"revision":11,"prev_revision":0,"deleted":false}'),
+    (S.KeyList, b'{"items":[{"key":"app/1","value":"AP8=","revision":12}],"more":true}'),
+    (S.MemberList, MEMBERS_SENT),
+    (
+        S.MemberResult,
+        b'{"member":{"id":4,"name":"member-4","peer_urls":["http://127.0.0.1:41901"],'
+        b'"client_urls":[],"learner":true}}',
+    ),
+    (S.LeaderResult, b'{"leader":1}'),
+    (S.Status, STATUS_SENT),
+    (S.Status, FOLLOWER_STATUS_SENT),
+    (S.Status, JOINING_STATUS_SENT),
+]
+
+
+@pytest.mark.parametrize(("model", "sent"), SENT)
+def test_wire_models_round_trip_what_members_send(model: type[BaseModel], sent: bytes) -> None:
+    parsed = model.model_validate_json(sent)
+    assert parsed.model_dump_json(exclude_unset=True).encode() == sent  # nothing lost or added
+    assert model.model_validate(json.loads(sent), strict=True) == parsed  # as tests/api check
+
+
+def _models_in(value: object) -> set[str]:
+    if isinstance(value, BaseModel):
+        return {type(value).__name__}.union(*map(_models_in, vars(value).values()))
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return set().union(*map(_models_in, value))
+    return set()
+
+
+def test_every_model_the_client_reads_with_has_a_sample() -> None:
+    import raftkv.client as client_module
+
+    used = set(re.findall(r"\bschema\.([A-Z]\w*)", inspect.getsource(client_module)))
+    sampled = set().union(*(_models_in(model.model_validate_json(sent)) for model, sent in SENT))
+    assert {"Status", "Member", "Progress", "KeyValue"} <= sampled
+    assert used <= sampled, used - sampled
+
+
+def test_the_client_reads_what_members_send() -> None:
+    def answer(body: bytes) -> Client:
+        return client(lambda r: httpx.Response(200, content=body))
+
+    with answer(b'{"revision":9,"prev_revision":8}') as c:
+        assert c.put("k", b"v") == WriteResult(9, 8, False)
+    with answer(b'{"revision":10,"prev_revision":9,"deleted":true}') as c:
+        assert c.delete("k") == WriteResult(10, 9, True)
+    with answer(SENT[3][1]) as c:
+        page = c.list_page("app/", 1)
+        assert page == ListPage([KeyValue("app/1", b"\x00\xff", 12)], more=True)
+    with answer(MEMBERS_SENT) as c:
+        assert c.members()[1] == Member(
+            2, "m2", ["http://127.0.0.1:41011"], ["http://127.0.0.1:41010"], False
+        )
+    with answer(SENT[5][1]) as c:
+        assert c.add_member("http://127.0.0.1:41901", learner=True) == Member(
+            4, "member-4", ["http://127.0.0.1:41901"], [], True
+        )
+    with answer(b'{"leader":1}') as c:
+        assert c.transfer_leader(1) == 1
+    with answer(STATUS_SENT) as c:
+        s = c.status()
+    m4 = Member(4, "member-4", ["http://127.0.0.1:41901"], [], True)
+    with answer(MEMBERS_SENT) as c:
+        members = c.members()
+    assert s == StatusInfo(
+        id=2,
+        name="m2",
+        role="leader",
+        leader=2,
+        term=2,
+        commit_index=14,
+        applied_index=14,
+        last_index=14,
+        snapshot_index=0,
+        members=[*members, m4],
+        progress={
+            1: Progress(14, 15, "replicate", False, True),
+            2: Progress(14, 15, "replicate", False, True),
+            3: Progress(14, 15, "replicate", False, True),
+            4: Progress(0, 14, "probe", True, True),
+        },
+        conf_change_pending=False,
+        pending_conf_index=14,
+    )
+    with answer(FOLLOWER_STATUS_SENT) as c:
+        s = c.status()
+    assert (s.role, s.leader, s.members, s.progress) == ("follower", 2, members, {})
+    with answer(JOINING_STATUS_SENT) as c:
+        assert (c.status().role, c.status().members, c.status().progress) == ("joining", [], {})
+
+
+def _status_with(**changes: object) -> bytes:
+    body: dict[str, object] = {**json.loads(STATUS_SENT), **changes}
+    return json.dumps({k: v for k, v in body.items() if v is not DROP}).encode()
+
+
+DROP = object()
+PROGRESS = json.loads(STATUS_SENT)["progress"]
+MEMBER_2 = json.loads(MEMBERS_SENT)["members"][1]
+
+# (client method, its args, the answer, where the message points)
+MALFORMED: list[tuple[str, tuple[object, ...], bytes, str]] = [
+    # a required field is missing
+    ("put", ("k", b"v"), b'{"prev_revision":0}', "revision: Field required"),
+    ("status", (), _status_with(term=DROP), "term: Field required"),
+    ("members", (), b'{"member":[]}', "members: Field required"),
+    ("list_page", (), b'{"items":[{"key":"a","revision":1}]}', "items.0.value: Field required"),
+    ("status", (), _status_with(progress={"2": {"match": 1, "next": 2}}), "progress.2.state"),
+    # a wrong type
+    ("status", (), _status_with(role=5), "role: Input should be a valid string"),
+    ("members", (), b'{"members":"nope"}', "members: Input should be a valid array"),
+    ("list_page", (), b'{"items":[{"key":"a","value":5,"revision":1}]}', "items.0.value"),
+    ("status", (), _status_with(progress={"x": PROGRESS["2"]}), "progress.x"),
+    ("put", ("k", b"v"), b'{"revision":"5"}', "revision: Input should be a valid integer"),
+    ("put", ("k", b"v"), b'{"revision":5.0}', "revision: Input should be a valid integer"),
+    ("delete", ("k",), b'{"revision":5,"deleted":1}', "deleted: Input should be a valid boolean"),
+    ("add_member", ("http://m4:2380",), b'{"member":{"id":4,"peer_urls":"x"}}', "member.peer_urls"),
+    # a bool where an int belongs
+    ("put", ("k", b"v"), b'{"revision":true}', "revision: Input should be a valid integer"),
+    ("status", (), _status_with(leader=False), "leader: Input should be a valid integer"),
+    ("status", (), _status_with(members=[{**MEMBER_2, "id": True}]), "members.0.id"),
+    ("status", (), _status_with(progress={"2": {**PROGRESS["2"], "match": True}}), "2.match"),
+    ("transfer_leader", (), b'{"leader":true}', "leader: Input should be a valid integer"),
+    # not an object, not JSON
+    ("put", ("k", b"v"), b"[5]", "Input should be an object"),
+    ("status", (), b'"ok"', "Input should be an object"),
+    ("members", (), b"null", "Input should be an object"),
+    ("promote_member", (2,), b"[]", "Input should be an object"),
+    ("list_page", (), b'{"items":[5],"more":false}', "items.0: Input should be an object"),
+    ("transfer_leader", (), b"7", "Input should be an object"),
+    ("status", (), b'{"id": 1,', "Invalid JSON"),
+    # not base64
+    ("list_page", (), b'{"items":[{"key":"a","value":"*","revision":1}]}', "not base64"),
+    ("list_page", (), b'{"items":[{"key":"a","value":"\xc3\xa9","revision":1}]}', "not base64"),
+]
+
+
+@pytest.mark.parametrize(("method", "args", "body", "where"), MALFORMED)
+def test_answers_off_the_contract_are_bad_responses(
+    method: str, args: tuple[object, ...], body: bytes, where: str
+) -> None:
+    with (
+        client(lambda r: httpx.Response(200, content=body)) as c,
+        pytest.raises(BadResponse) as exc,
+    ):
+        getattr(c, method)(*args)
+    assert type(exc.value) is BadResponse  # never a pydantic error
+    assert (exc.value.code, exc.value.status) == ("bad_response", 200)
+    assert where in exc.value.message, exc.value.message
+    assert "\n" not in exc.value.message
+
+
+def test_answers_of_an_older_member_keep_their_defaults() -> None:
+    """Fields the client has always done without may be absent (or null): an older
+    member, or a proxy-less test double, need not send them. Unknown fields are
+    ignored."""
+
+    def answer(body: object) -> Client:
+        return client(lambda r: httpx.Response(200, json=body))
+
+    with answer({"revision": 5, "future_field": [1]}) as c:
+        assert c.put("k", b"v") == WriteResult(5, 0, False)
+        assert c.delete("k") == WriteResult(5, 0, False)
+    with answer({"revision": 5, "prev_revision": None, "deleted": None}) as c:
+        assert c.delete("k") == WriteResult(5, 0, False)
+    with answer({"items": []}) as c:
+        assert c.list_page() == ListPage([], False)
+    with answer({"member": {"id": 2}}) as c:
+        assert c.promote_member(2) == Member(2, "", [], [], False)
+    with answer({"id": 3, "name": None, "learner": True}) as c:  # a bare member
+        assert c.promote_member(3) == Member(3, "", [], [], True)
+    with answer({"leader": 0}) as c:
+        assert c.transfer_leader() is None
+    with client(lambda r: httpx.Response(200)) as c:
+        assert c.transfer_leader() is None  # no body at all
+    required = (
+        "id",
+        "role",
+        "term",
+        "commit_index",
+        "applied_index",
+        "last_index",
+        "snapshot_index",
+    )
+    minimal = {k: v for k, v in json.loads(STATUS_SENT).items() if k in required}
+    minimal |= {
+        "leader": None,
+        "progress": {"2": {"match": 1, "next": 2, "state": "probe"}},
+    }
+    with answer(minimal) as c:
+        s = c.status()
+    assert s == StatusInfo(
+        2, "", "leader", 0, 2, 14, 14, 14, 0, [], {2: Progress(1, 2, "probe", False, False)}
+    )
+    assert (s.conf_change_pending, s.pending_conf_index) == (False, 0)
+
+
+def test_importing_the_wire_models_stays_light() -> None:
+    code = (
+        "import sys, raftkv.api.schema, raftkv.client\n"
+        "heavy = {'fastapi', 'starlette', 'raftkv.server', 'raftkv.api.client_api'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

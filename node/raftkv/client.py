@@ -56,6 +56,10 @@ Wire shapes (the contract the server implements; "rev" is a Raft index, an integ
                           applied in time (it may still commit), any other code when it
                           was certainly not applied (e.g. "no_leader").
 
+Every JSON answer is read with its model in `raftkv.api.schema` (strict JSON types; a
+field with a default may be absent or null) and converted to the result types below; an
+answer that does not fit raises `BadResponse` (code "bad_response").
+
 Keys are percent-encoded as one path segment (`/` becomes %2F, and "." / ".." are
 fully encoded so no URL normaliser treats them as dot-segments); the server route must
 therefore accept a slash-containing key (Starlette: `/v1/kv/{key:path}`), since ASGI
@@ -66,18 +70,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import builtins
 import hashlib
 import secrets
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import ConfigDict, Discriminator, Tag, TypeAdapter, ValidationError
+
+from .api import schema
 
 Consistency = Literal["linearizable", "serializable"]
 
@@ -416,67 +422,65 @@ def _new_request_id() -> str:
     return secrets.token_hex(16)
 
 
-# -- response parsing -----------------------------------------------------------------
+# -- response parsing: with the wire models of `raftkv.api.schema` ----------------------
+
+_A = TypeVar("_A")
 
 
-def _json_object(resp: httpx.Response) -> dict[str, Any]:
+def _parse(validate: Callable[[bytes], _A], resp: httpx.Response, *, tagged: bool = False) -> _A:
+    """`resp`'s body through a model's `validate_json`; anything that is not the
+    contract (not JSON, not an object, a missing field, a wrong type) is a
+    `BadResponse`. `tagged`: `validate` is a tagged union (drop the tag from paths)."""
     try:
-        body = resp.json()
-    except ValueError as exc:
-        raise BadResponse("bad_response", f"not JSON: {exc}", resp.status_code) from exc
-    if not isinstance(body, dict):
-        raise BadResponse("bad_response", "expected a JSON object", resp.status_code)
-    return body
+        return validate(resp.content)
+    except ValidationError as exc:
+        raise BadResponse("bad_response", _describe(exc, tagged), resp.status_code) from exc
 
 
-def _get(obj: Mapping[str, Any], name: str, kind: type[Any], default: Any = ...) -> Any:
-    value = obj.get(name)
-    if value is None:  # absent or JSON null
-        if default is ...:
-            raise BadResponse("bad_response", f"missing field {name!r}", 0)
-        return default
-    if kind is int and not _is_int(value):
-        raise BadResponse("bad_response", f"field {name!r} must be an integer", 0)
-    if kind is not int and not isinstance(value, kind):
-        raise BadResponse("bad_response", f"field {name!r} must be {kind.__name__}", 0)
-    return value
+def _describe(exc: ValidationError, tagged: bool = False, shown: int = 3) -> str:
+    """What is wrong, one item per problem (at most `shown`), e.g. "malformed Status
+    answer: members.0.id: Input should be a valid integer (got True)"."""
+    problems = []
+    for e in exc.errors(include_url=False, include_context=False)[:shown]:
+        where = ".".join(str(part) for part in e["loc"][1 if tagged else 0 :])
+        got = "" if e["type"] in ("missing", "json_invalid") else f" (got {e['input']!r:.40})"
+        problems.append(f"{where + ': ' if where else ''}{e['msg']}{got}")
+    if exc.error_count() > shown:
+        problems.append(f"and {exc.error_count() - shown} more")
+    return f"malformed {exc.title} answer: " + "; ".join(problems)
 
 
-def _str_list(obj: Mapping[str, Any], name: str) -> list[str]:
-    value = _get(obj, name, list, [])
-    if not all(isinstance(v, str) for v in value):
-        raise BadResponse("bad_response", f"field {name!r} must be a list of strings", 0)
-    return list(value)
+def _member(m: schema.Member) -> Member:
+    return Member(m.id, m.name, m.peer_urls, m.client_urls, m.learner)
 
 
-def _parse_member(obj: Any) -> Member:
-    if not isinstance(obj, dict):
-        raise BadResponse("bad_response", "a member must be a JSON object", 0)
-    return Member(
-        id=_get(obj, "id", int),
-        name=_get(obj, "name", str, ""),
-        peer_urls=_str_list(obj, "peer_urls"),
-        client_urls=_str_list(obj, "client_urls"),
-        learner=_get(obj, "learner", bool, False),
-    )
+def _member_answer(value: Any) -> str:
+    # {"member": member}, or (as the client always took it) a bare member
+    return "wrapped" if isinstance(value, dict) and "member" in value else "bare"
+
+
+_MEMBER_ANSWER: TypeAdapter[schema.MemberResult | schema.Member] = TypeAdapter(
+    Annotated[
+        Annotated[schema.MemberResult, Tag("wrapped")] | Annotated[schema.Member, Tag("bare")],
+        Discriminator(_member_answer),
+    ],
+    config=ConfigDict(title="MemberResult"),
+)
 
 
 def _parse_member_response(resp: httpx.Response) -> Member:
-    body = _json_object(resp)
-    return _parse_member(body.get("member", body))
+    answer = _parse(_MEMBER_ANSWER.validate_json, resp, tagged=True)
+    return _member(answer.member if isinstance(answer, schema.MemberResult) else answer)
 
 
 def _parse_members(resp: httpx.Response) -> list[Member]:
-    return [_parse_member(m) for m in _get(_json_object(resp), "members", list)]
+    return [_member(m) for m in _parse(schema.MemberList.model_validate_json, resp).members]
 
 
 def _parse_write(resp: httpx.Response) -> WriteResult:
-    body = _json_object(resp)
-    return WriteResult(
-        revision=_get(body, "revision", int),
-        prev_revision=_get(body, "prev_revision", int, 0),
-        deleted=_get(body, "deleted", bool, False),
-    )
+    # PUT answers lack "deleted", which defaults to False.
+    w = _parse(schema.DeleteResult.model_validate_json, resp)
+    return WriteResult(w.revision, w.prev_revision, w.deleted)
 
 
 def _parse_get(resp: httpx.Response) -> GetResult:
@@ -487,54 +491,45 @@ def _parse_get(resp: httpx.Response) -> GetResult:
 
 
 def _parse_list(resp: httpx.Response) -> ListPage:
-    body = _json_object(resp)
+    page = _parse(schema.KeyList.model_validate_json, resp)
     items: list[KeyValue] = []
-    for item in _get(body, "items", list):
-        if not isinstance(item, dict):
-            raise BadResponse("bad_response", "a list item must be a JSON object", 0)
+    for i, item in enumerate(page.items):
         try:
-            value = base64.b64decode(_get(item, "value", str), validate=True)
-        except binascii.Error as exc:
-            raise BadResponse("bad_response", f"value is not base64: {exc}", 0) from exc
-        items.append(KeyValue(_get(item, "key", str), value, _get(item, "revision", int)))
-    return ListPage(items, _get(body, "more", bool, False))
+            value = base64.b64decode(item.value, validate=True)
+        except ValueError as exc:  # binascii.Error, or a non-ASCII string
+            raise BadResponse(
+                "bad_response", f"items.{i}.value is not base64: {exc}", resp.status_code
+            ) from exc
+        items.append(KeyValue(item.key, value, item.revision))
+    return ListPage(items, page.more)
 
 
 def _parse_status(resp: httpx.Response) -> StatusInfo:
-    body = _json_object(resp)
-    progress: dict[int, Progress] = {}
-    for peer, p in _get(body, "progress", dict, {}).items():
-        if not isinstance(p, dict) or not str(peer).isdigit():
-            raise BadResponse("bad_response", "malformed progress entry", 0)
-        progress[int(peer)] = Progress(
-            match=_get(p, "match", int),
-            next=_get(p, "next", int),
-            state=_get(p, "state", str),
-            learner=_get(p, "learner", bool, False),
-            recent_active=_get(p, "recent_active", bool, False),
-        )
+    s = _parse(schema.Status.model_validate_json, resp)
     return StatusInfo(
-        id=_get(body, "id", int),
-        name=_get(body, "name", str, ""),
-        role=_get(body, "role", str),
-        leader=_get(body, "leader", int, 0) or 0,
-        term=_get(body, "term", int),
-        commit_index=_get(body, "commit_index", int),
-        applied_index=_get(body, "applied_index", int),
-        last_index=_get(body, "last_index", int),
-        snapshot_index=_get(body, "snapshot_index", int),
-        members=[_parse_member(m) for m in _get(body, "members", list, [])],
-        progress=progress,
-        conf_change_pending=_get(body, "conf_change_pending", bool, False),
-        pending_conf_index=_get(body, "pending_conf_index", int, 0),
+        id=s.id,
+        name=s.name,
+        role=s.role,
+        leader=s.leader,
+        term=s.term,
+        commit_index=s.commit_index,
+        applied_index=s.applied_index,
+        last_index=s.last_index,
+        snapshot_index=s.snapshot_index,
+        members=[_member(m) for m in s.members],
+        progress={
+            int(peer): Progress(p.match, p.next, p.state, p.learner, p.recent_active)
+            for peer, p in s.progress.items()
+        },
+        conf_change_pending=s.conf_change_pending,
+        pending_conf_index=s.pending_conf_index,
     )
 
 
 def _parse_transfer(resp: httpx.Response) -> int | None:
     if not resp.content:
         return None
-    leader = _json_object(resp).get("leader")
-    return leader if _is_int(leader) and leader else None
+    return _parse(schema.LeaderResult.model_validate_json, resp).leader or None
 
 
 def _parse_snapshot(resp: httpx.Response) -> bytes:

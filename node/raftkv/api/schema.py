@@ -4,11 +4,22 @@ client can parse answers with the same models.
 
 The handlers do not build their answers through these models (the KV routes are hot,
 and the rest keep their exact bytes); `tests/api` checks that the answers validate.
+`raftkv.client` parses every answer it reads with them, so keep this module light
+(pydantic only).
+
+Answers (`_Answer`) are strict: JSON types exactly as the server writes them, so an
+integer is never a bool, a float or a string. An `Opt` field (one with a default) is one
+a client must do without (an older member may not send it); this server always sends
+it, and the OpenAPI document, which describes what is sent, lists it as required. A
+JSON `null` in such a field reads as absent.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticUseDefault
 
 # --- requests ------------------------------------------------------------------------
 
@@ -49,84 +60,121 @@ class ValidationErrorBody(ErrorBody):
     details: list[ValidationIssue]
 
 
+# --- answers -------------------------------------------------------------------------
+
+
+def _null_is_absent(value: object) -> object:
+    if value is None:
+        raise PydanticUseDefault
+    return value
+
+
+_T = TypeVar("_T")
+Opt = Annotated[_T, BeforeValidator(_null_is_absent)]
+"""A field a client can do without (give it a default): absent or `null` reads as the
+default."""
+
+MemberIdKey = Annotated[str, StringConstraints(pattern=r"^[0-9]+$")]
+"""A member id as a JSON object key (decimal digits)."""
+
+
+class _Answer(BaseModel):
+    """An answer the client parses (see the module docstring)."""
+
+    model_config = ConfigDict(strict=True, json_schema_serialization_defaults_required=True)
+
+
 # --- keys ----------------------------------------------------------------------------
 
 
-class WriteResult(BaseModel):
+class WriteResult(_Answer):
     revision: int = Field(description="the Raft index of the write")
-    prev_revision: int = Field(description="the key's revision before; 0 if it was new")
+    prev_revision: Opt[int] = Field(0, description="the key's revision before; 0 if it was new")
 
 
 class DeleteResult(WriteResult):
-    deleted: bool = Field(description="whether the key existed")
+    deleted: Opt[bool] = Field(False, description="whether the key existed")
 
 
-class KeyValue(BaseModel):
+class KeyValue(_Answer):
     key: str
     value: str = Field(description="base64")
     revision: int
 
 
-class KeyList(BaseModel):
+class KeyList(_Answer):
     items: list[KeyValue]
-    more: bool = Field(description="more keys match after the last item (page with start_after)")
+    more: Opt[bool] = Field(
+        False, description="more keys match after the last item (page with start_after)"
+    )
 
 
 # --- members and leadership -------------------------------------------------------------
 
 
-class Member(BaseModel):
+class Member(_Answer):
     id: int
-    name: str
-    peer_urls: list[str]
-    client_urls: list[str]
-    learner: bool
+    name: Opt[str] = ""
+    peer_urls: Opt[list[str]] = Field(default_factory=list)
+    client_urls: Opt[list[str]] = Field(default_factory=list)
+    learner: Opt[bool] = False
 
 
-class MemberList(BaseModel):
+class MemberList(_Answer):
     members: list[Member]
 
 
-class MemberResult(BaseModel):
+class MemberResult(_Answer):
     member: Member
 
 
-class RemovedMember(BaseModel):
+class RemovedMember(_Answer):
     removed: int
 
 
-class LeaderResult(BaseModel):
-    leader: int
+class LeaderResult(_Answer):
+    leader: Opt[int] = Field(0, description="the new leader")
 
 
 # --- status and probes ---------------------------------------------------------------
 
 
-class Progress(BaseModel):
+class Progress(_Answer):
     match: int
     next: int
     state: str
-    learner: bool
-    recent_active: bool
+    learner: Opt[bool] = False
+    recent_active: Opt[bool] = False
 
 
-class Status(BaseModel):
+def _joining_only(schema: dict[str, Any]) -> None:
+    # Sent only while joining: optional in the schema of what is sent, too.
+    required = schema.get("required", [])
+    if "peer_url" in required:
+        required.remove("peer_url")
+
+
+class Status(_Answer):
+    model_config = ConfigDict(json_schema_extra=_joining_only)
+
     id: int
-    name: str
-    cluster_id: str
+    name: Opt[str] = ""
+    cluster_id: Opt[str] = ""
     role: str
-    leader: int = Field(description="0 when no leader is known")
+    leader: Opt[int] = Field(0, description="0 when no leader is known")
     term: int
     commit_index: int
     applied_index: int
     last_index: int
     snapshot_index: int
-    removed: bool
-    members: list[Member]
-    progress: dict[str, Progress] = Field(description="the leader's view of each member")
-    keys: int
-    conf_change_pending: bool
-    pending_conf_index: int
+    removed: Opt[bool] = False
+    members: Opt[list[Member]] = Field(default_factory=list)
+    progress: Opt[dict[MemberIdKey, Progress]] = Field(
+        default_factory=dict, description="the leader's view of each member; empty elsewhere"
+    )
+    keys: Opt[int] = 0
+    conf_change_pending: Opt[bool] = False
+    pending_conf_index: Opt[int] = 0
     peer_url: str | None = Field(default=None, description="only while joining")
 
 
