@@ -10,7 +10,7 @@ Raft snapshot, for a NEW one-member cluster:
 
 - `snap/`: a Raft snapshot at index N, term 1, whose ConfState is the single new voter
   and whose data wraps the KV bytes with a membership registry naming only that member
-  (`_encode_state`, the same wrapping `Node._snapshot` uses);
+  (`server.state_codec.encode_state`, the same wrapping the member's own snapshots use);
 - `wal/`: the snapshot marker and the hard state (term 1, no vote, commit N);
 - `member.json`: a fresh random member id and the cluster id of the NEW cluster token,
   written last, so that an interrupted restore leaves a dir the member refuses to start
@@ -35,7 +35,7 @@ from .raft import NONE, ConfState, HardState, Snapshot, SnapshotMetadata
 from .server.config import cluster_id_for
 from .server.membership import MemberInfo, Registry, validate_url
 from .server.meta import META_FILE, MemberMeta
-from .server.node import _encode_state
+from .server.state_codec import encode_state
 from .storage import open_storage
 from .storage.fs import fsync_dir, make_dirs
 from .storage.recovery import SNAP_DIR, WAL_DIR
@@ -136,7 +136,7 @@ def restore(
         SnapshotMetadata(
             index=info.applied_index, term=RESTORE_TERM, conf_state=ConfState(voters=(mid,))
         ),
-        _encode_state(data, registry),
+        encode_state(data, registry),
     )
     created = not data_dir.exists()
     try:

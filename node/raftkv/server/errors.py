@@ -79,6 +79,28 @@ class Unavailable(ApiError):
         super().__init__(message, code=code, headers={"Retry-After": str(retry_after)})
 
 
+def overwritten() -> ApiError:
+    """A write (or membership change) whose log index holds another entry: a new
+    leader overwrote it, so it definitely did not happen."""
+    return Unavailable(
+        "leadership changed and the write was not committed; it is safe to retry",
+        code="proposal_dropped",
+    )
+
+
+def indeterminate() -> ApiError:
+    """A write that timed out or whose outcome a snapshot hid: it may have happened."""
+    return Unavailable(
+        "the write timed out: it may or may not have been committed; "
+        "retry with the same X-Request-Id to find out",
+        code="indeterminate",
+    )
+
+
+def shutting_down() -> ApiError:
+    return Unavailable("member is shutting down", code="shutting_down")
+
+
 def from_raft_error(exc: raft_errors.RaftError) -> ApiError:
     if isinstance(exc, raft_errors.NoLeader):
         return Unavailable(str(exc), code="no_leader")

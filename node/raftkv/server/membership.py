@@ -130,20 +130,38 @@ class Registry:
     def copy(self) -> Registry:
         return Registry(dict(self.members), set(self.removed))
 
-    def view(self, cs: ConfState) -> list[dict[str, object]]:
-        out: list[dict[str, object]] = []
+    def entries(self, cs: ConfState) -> list[MemberView]:
+        """Every member of the configuration `cs`, with what the registry knows of it."""
+        out: list[MemberView] = []
         for mid in cs.members():
             info = self.members.get(mid, MemberInfo(mid))
             out.append(
-                {
-                    "id": mid,
-                    "name": info.name,
-                    "peer_urls": list(info.peer_urls),
-                    "client_urls": list(info.client_urls),
-                    "learner": mid in cs.learners,
-                }
+                MemberView(mid, info.name, info.peer_urls, info.client_urls, mid in cs.learners)
             )
         return out
+
+    def view(self, cs: ConfState) -> list[dict[str, object]]:
+        return [m.to_json() for m in self.entries(cs)]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    """One member as the API shows it (`/v1/members`, `/v1/status`)."""
+
+    id: int
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+    learner: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "peer_urls": list(self.peer_urls),
+            "client_urls": list(self.client_urls),
+            "learner": self.learner,
+        }
 
 
 def _merge(old: MemberInfo, new: MemberInfo) -> MemberInfo:
@@ -154,6 +172,21 @@ def _merge(old: MemberInfo, new: MemberInfo) -> MemberInfo:
         new.peer_urls or old.peer_urls,
         new.client_urls or old.client_urls,
     )
+
+
+# --- removal --------------------------------------------------------------------------
+
+
+def removes(cc: ConfChange, member_id: int) -> bool:
+    """Whether the configuration change `cc` removes `member_id`."""
+    return cc.type == ConfChangeType.REMOVE_NODE and cc.node_id == member_id
+
+
+def was_removed(member_id: int, registry: Registry, changes: Iterable[ConfChange] = ()) -> bool:
+    """The one test of "was this member removed": by a removal the registry has applied
+    (it keeps every removed id forever), or by one of `changes`, configuration changes
+    committed but not applied to `registry` yet."""
+    return member_id in registry.removed or any(removes(cc, member_id) for cc in changes)
 
 
 # --- rules for membership requests ---------------------------------------------------

@@ -6,6 +6,11 @@ each strictly in order: persist (WAL group commit, off the event loop), send, ap
 advance. While one Ready is being persisted, new inputs keep queueing, so the next
 Ready carries all of them: under load every fsync, append message and apply pass covers
 many client requests. That batching, not clever code, is where throughput comes from.
+
+`Node` is the member's facade (the API and tests use it) and owns the loop; the parts
+with one job each live beside it: `bootstrap` (how the member starts, its identity,
+discovery), `apply` (committed entries by kind), `waiters` (everyone waiting on the
+loop), `state_codec` (the data of its Raft snapshots) and `status` (`MemberStatus`).
 """
 
 from __future__ import annotations
@@ -15,26 +20,18 @@ import contextlib
 import hashlib
 import itertools
 import logging
-import os
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import msgpack
-
-from ..client import AsyncClient, RaftKVError
 from ..kv.command import Command, CommandDecodeError
 from ..kv.store import ApplyResult, KVStore
 from ..metrics import Metrics, RaftGauges
 from ..raft import (
     NONE,
     ConfChange,
-    ConfChangeType,
-    Config,
     Entry,
-    EntryType,
     Message,
     MessageType,
     RaftError,
@@ -42,44 +39,34 @@ from ..raft import (
     Ready,
     Role,
     Snapshot,
-    decode_conf_change,
 )
-from ..raft.errors import InvalidConfChange, NotLeader
+from ..raft.errors import NotLeader
 from ..storage import open_storage
 from ..storage.recovery import RecoveredState
 from ..transport import PeerAuth, Transport
+from . import bootstrap
 from . import errors as E
+from .apply import Applier, stable_prefix
+from .bootstrap import StartKind
 from .config import ServerConfig
 from .membership import (
     MemberInfo,
     Registry,
     best_transfer_target,
     check_serving,
-    decode_attrs,
     encode_attrs,
-    validate_url,
+    was_removed,
 )
-from .meta import IdentityError, MemberMeta
+from .meta import MemberMeta
+from .state_codec import decode_state, encode_state
+from .status import MemberStatus
+from .waiters import Waiters
 
 log = logging.getLogger("raftkv.node")
-
-SNAPSHOT_FORMAT = 1
 
 
 class Removed(Exception):
     """This member was removed from the cluster; it must not serve."""
-
-
-@dataclass
-class _ReadBatch:
-    futures: list[asyncio.Future[None]]
-    index: int = -1
-
-
-@dataclass
-class _ConfWaiter:
-    future: asyncio.Future[None]
-    change: ConfChange
 
 
 @dataclass
@@ -108,12 +95,16 @@ class Node:
         self._inbox: list[Message] = []
         self._ticks = 0
         self._proposals: list[tuple[bytes, bytes]] = []  # (request id, data)
-        self._write_waiters: dict[bytes, list[asyncio.Future[ApplyResult]]] = {}
-        self._index_owner: dict[int, bytes] = {}
-        self._conf_waiters: dict[int, _ConfWaiter] = {}
-        self._read_waiters: list[asyncio.Future[None]] = []
-        self._read_batches: dict[bytes, _ReadBatch] = {}
-        self._reads_after_apply: deque[_ReadBatch] = deque()
+        self.waiters = Waiters()
+        self._applier = Applier(
+            self.kv,
+            self.waiters,
+            registry=lambda: self.registry,
+            member_id=lambda: self.member_id,
+            on_peers_changed=self._sync_peers,
+            on_removed=self._mark_removed,
+            on_committed=self.metrics.proposals_committed.inc,
+        )
         self._read_seq = itertools.count(1)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -128,7 +119,6 @@ class Node:
         self._leader = NONE
         self._leader_seen = NONE
         self._published = False
-        self._leader_waiters: list[tuple[Callable[[int], bool], asyncio.Future[int]]] = []
         self.stats = NodeStats()
         self.on_removed: Callable[[], None] = lambda: None
         self._known_peers: set[int] = set()
@@ -148,93 +138,44 @@ class Node:
             ),
         )
         self.storage = storage
-        has_state = storage.hard_state.term > 0 or bool(storage.entries) or storage.snapshot
-        raft_cfg = self._raft_config
-        if has_state:
-            if meta is None:
-                raise IdentityError(f"{cfg.data_dir} holds Raft state but no {META_FILE_NAME}")
-            self._check_identity(meta)
-            self.member_id = meta.member_id
-            if storage.snapshot is not None:
-                self._install_snapshot_data(storage.snapshot)
-                self._last_snapshot_index = storage.snapshot.metadata.index
-            self.raw = RawNode.restart(
-                raft_cfg(meta.member_id), storage.hard_state, storage.snapshot, storage.entries
-            )
-            if meta.member_id in self.registry.removed or _removed_in_log(
-                meta.member_id, storage.entries, storage.hard_state.commit
-            ):
-                raise IdentityError(
-                    f"member {meta.member_id} was removed from the cluster; "
-                    "wipe its data dir and add it again as a new member"
-                )
-            log.info("restarted member %d from %s", meta.member_id, cfg.data_dir)
-        elif cfg.join:
-            if meta is not None and cfg.member_id and meta.member_id != cfg.member_id:
-                raise IdentityError(
-                    f"{cfg.data_dir} belongs to member {meta.member_id}, not {cfg.member_id}"
-                )
-            mid = cfg.member_id or (meta.member_id if meta is not None else 0)
-            if mid <= 0:
-                if not cfg.discovery_endpoints:
-                    raise ValueError("joining needs --member-id or --discovery-endpoints")
-                self.joining = True
-                self._tasks = [asyncio.create_task(self._discover(), name="raftkv-discovery")]
-                log.info("waiting to be added as a learner with peer URL %s", cfg.peer_url)
-                return
-            self._join_as(mid)
+        plan = bootstrap.plan_start(cfg, meta, bootstrap.has_raft_state(storage))
+        if plan.kind is StartKind.RESTART:
+            self._restart(plan.member_id, storage)
+        elif plan.kind is StartKind.JOIN:
+            self._join_as(plan.member_id)
+        elif plan.kind is StartKind.DISCOVER:
+            self.joining = True
+            self._tasks = [asyncio.create_task(self._discover(), name="raftkv-discovery")]
+            log.info("waiting to be added as a learner with peer URL %s", cfg.peer_url)
+            return
         else:
-            me = next((m for m in cfg.initial_cluster if m.name == cfg.name), None)
-            if me is None:
-                raise ValueError(f"member name {cfg.name!r} is not in the initial cluster")
-            self.member_id = me.id
-            MemberMeta(me.id, cfg.name, cfg.cluster_id).save(cfg.data_dir)
-            contexts = {
-                m.id: MemberInfo(m.id, m.name, (m.peer_url,)).encode() for m in cfg.initial_cluster
-            }
-            self.raw = RawNode.bootstrap(
-                raft_cfg(me.id), [m.id for m in cfg.initial_cluster], contexts
-            )
-            log.info("bootstrapping member %d of a new cluster", me.id)
+            self.member_id = plan.member_id
+            self.raw = bootstrap.bootstrap(cfg, plan.member_id)
+            log.info("bootstrapping member %d of a new cluster", plan.member_id)
         await self._start_raft()
+
+    def _restart(self, member_id: int, storage: RecoveredState) -> None:
+        self.member_id = member_id
+        if storage.snapshot is not None:
+            self._install_snapshot_data(storage.snapshot)
+            self._last_snapshot_index = storage.snapshot.metadata.index
+        self.raw = bootstrap.restart(self.cfg, member_id, storage)
+        bootstrap.check_not_removed(
+            member_id, self.registry, storage.entries, storage.hard_state.commit
+        )
+        log.info("restarted member %d from %s", member_id, self.cfg.data_dir)
 
     def _join_as(self, member_id: int) -> None:
         self.member_id = member_id
-        MemberMeta(member_id, self.cfg.name, self.cfg.cluster_id).save(self.cfg.data_dir)
-        self.raw = RawNode.join(self._raft_config(member_id))
+        self.raw = bootstrap.join(self.cfg, member_id)
         log.info("member %d waiting to be added to the cluster", member_id)
 
     async def _discover(self) -> None:
-        """Find our id: the learner the cluster added with our peer URL. A voter with
-        our URL means our old identity is still in the configuration while our data
-        dir is empty (a lost volume): taking it could lose committed entries, so we
-        refuse and keep reporting no id until it is replaced."""
-        own = validate_url(self.cfg.peer_url)
-        warned = False
-        async with AsyncClient(list(self.cfg.discovery_endpoints), timeout=3, retries=0) as cl:
-            while True:
-                try:
-                    members = await cl.members()
-                except (RaftKVError, OSError) as exc:
-                    log.debug("discovery: %s", exc)
-                    members = []
-                for m in members:
-                    if own not in {_norm(u) for u in m.peer_urls}:
-                        continue
-                    if m.learner:
-                        log.info("discovered our member id %d (learner at %s)", m.id, own)
-                        self._join_as(m.id)
-                        self.joining = False
-                        await self._start_raft()
-                        return
-                    if not warned:
-                        log.warning(
-                            "voter %d holds our peer URL but our data dir is empty: "
-                            "refusing to take its identity; waiting to be replaced",
-                            m.id,
-                        )
-                        warned = True
-                await asyncio.sleep(1.0)
+        """Learn our id from the cluster (see `bootstrap.discover_member_id`), then
+        start as that learner."""
+        self._join_as(await bootstrap.discover_member_id(self.cfg))
+        self.joining = False
+        await self._start_raft()
 
     async def _start_raft(self) -> None:
         cfg = self.cfg
@@ -252,7 +193,7 @@ class Node:
             on_messages=self._on_messages,
             on_unreachable=self._on_unreachable,
             on_snapshot_sent=self._on_snapshot_sent,
-            is_removed=lambda mid: mid in self.registry.removed,
+            is_removed=lambda mid: was_removed(mid, self.registry),
             on_removed=self._on_told_removed,
             observe_rtt=lambda peer, s: self.metrics.peer_rtt.labels(peer=str(peer)).observe(s),
             on_peer_url=self._on_peer_url,
@@ -265,27 +206,6 @@ class Node:
         ]
         self._wake.set()
 
-    def _raft_config(self, member_id: int) -> Config:
-        c = self.cfg
-        return Config(
-            id=member_id,
-            election_tick=c.election_ticks,
-            heartbeat_tick=c.heartbeat_ticks,
-            snapshot_catchup_entries=c.snapshot_catchup_entries,
-            seed=int.from_bytes(os.urandom(8), "big"),
-        )
-
-    def _check_identity(self, meta: MemberMeta) -> None:
-        if meta.cluster_id != self.cfg.cluster_id:
-            raise IdentityError(
-                f"{self.cfg.data_dir} belongs to cluster {meta.cluster_id}, "
-                f"not {self.cfg.cluster_id} (check --cluster-token)"
-            )
-        if self.cfg.join and self.cfg.member_id and self.cfg.member_id != meta.member_id:
-            raise IdentityError(
-                f"{self.cfg.data_dir} belongs to member {meta.member_id}, not {self.cfg.member_id}"
-            )
-
     async def stop(self) -> None:
         """Stop the loop and the transport and flush storage; bounded in time."""
         self.stopping = True
@@ -297,7 +217,7 @@ class Node:
         self._tasks = []
         if self.transport is not None:
             await self.transport.stop()
-        self._fail_all(E.Unavailable("member is shutting down", code="shutting_down"))
+        self.waiters.fail_all(E.shutting_down())
         if self.storage is not None:
             storage = self.storage
             await asyncio.get_running_loop().run_in_executor(self._executor, storage.close)
@@ -388,19 +308,16 @@ class Node:
         if self._proposals:
             props, self._proposals = self._proposals, []
             self._propose(props)
-        if self._read_waiters:
-            waiters, self._read_waiters = self._read_waiters, []
+        if self.waiters.has_reads():
+            reads = self.waiters.take_reads()
             # Unique cluster-wide: the leader keys pending reads by context, so two
             # members' counters must never collide.
             ctx = self.member_id.to_bytes(8, "big") + next(self._read_seq).to_bytes(8, "big")
             try:
                 raw.read_index(ctx)
-                self._read_batches[ctx] = _ReadBatch(waiters)
+                self.waiters.start_batch(ctx, reads)
             except RaftError as exc:
-                err = E.from_raft_error(exc)
-                for f in waiters:
-                    if not f.done():
-                        f.set_exception(err)
+                self.waiters.fail_reads(reads, E.from_raft_error(exc))
 
     def _propose(self, props: list[tuple[bytes, bytes]]) -> None:
         raw = self.raw
@@ -411,13 +328,12 @@ class Node:
         except RaftError as exc:
             err = E.from_raft_error(exc)
             for rid, _ in props:
-                self._fail_write(rid, err)
+                self.waiters.fail_write(rid, err)
             return
         if raw.role == Role.LEADER:
             # Remember which index each write landed at: if another entry is applied
             # there instead (a new leader overwrote ours), the write definitely failed.
-            for i, (rid, _) in enumerate(props):
-                self._index_owner[before + 1 + i] = rid
+            self.waiters.own(before + 1, (rid for rid, _ in props))
 
     # --- the loop ------------------------------------------------------------------
 
@@ -442,16 +358,12 @@ class Node:
                 # Storage failures end here: a member that cannot persist must not go
                 # on acknowledging anything. Fail everything and stop the process.
                 log.exception("node loop failed; stopping the member")
-                self._fail_all(E.Unavailable("member failed", code="member_failed"))
+                self.waiters.fail_all(E.Unavailable("member failed", code="member_failed"))
                 self.stopping = True
                 self.on_removed()
                 return
 
     async def _handle_ready(self, rd: Ready) -> None:
-        raw = self.raw
-        storage = self.storage
-        assert raw is not None and storage is not None
-        loop = asyncio.get_running_loop()
         if rd.soft_state is not None:
             self._on_soft_state(rd.soft_state.leader)
         # Replication traffic leaves before our own fsync: the core counts the
@@ -461,33 +373,9 @@ class Node:
         early, late = _split_messages(rd.messages)
         if early and self.transport is not None:
             self.transport.send(early)
-        # Committed entries that are already on our disk need not wait for this
-        # Ready's fsync either.
-        committed = rd.committed_entries
-        if committed and rd.snapshot is None:
-            stable = raw.stable_index
-            n = 0
-            # A configuration change waits for the fsync (see Ready.must_sync).
-            while (
-                n < len(committed)
-                and committed[n].index <= stable
-                and committed[n].type != EntryType.CONF_CHANGE
-            ):
-                n += 1
-            if n:
-                self._apply(committed[:n])
-                committed = committed[n:]
+        committed = self._apply_stable(rd)
         # 1. persist
-        if rd.snapshot is not None:
-            snap = rd.snapshot
-            await loop.run_in_executor(self._executor, storage.save_snapshot, snap)
-        if rd.must_sync:
-            # With nothing new to write this still waits for everything queued.
-            await loop.run_in_executor(self._executor, storage.wal.save, rd.hard_state, rd.entries)
-        elif rd.hard_state is not None:
-            # Only the commit index moved: queue it for the next group commit (or the
-            # close) instead of holding the loop for an fsync; see Ready.must_sync.
-            storage.wal.submit(rd.hard_state, ())
+        await self._persist(rd)
         # 2. send
         if late and self.transport is not None:
             self.transport.send(late)
@@ -498,107 +386,45 @@ class Node:
             self.metrics.snapshots_received.inc()
             self._sync_peers()
         if committed:
-            self._apply(committed)
+            self._applier.apply(committed)
         for dropped in rd.dropped_proposals:
             rid = _request_id_of(dropped)
             if rid:
-                self._fail_write(
+                self.waiters.fail_write(
                     rid, E.Unavailable("the leader refused the write", code="proposal_dropped")
                 )
         # 4. reads
         applied = self.kv.applied_index
         for rs in rd.read_states:
-            batch = self._read_batches.pop(rs.request_ctx, None)
-            if batch is None:
-                continue
-            batch.index = rs.index
-            if rs.index <= applied:
-                _resolve_reads(batch)
-            else:
-                self._reads_after_apply.append(batch)
-        self._release_reads()
+            self.waiters.read_state(rs.request_ctx, rs.index, applied)
+        self.waiters.release_reads(applied)
 
-    def _apply(self, entries: list[Entry]) -> None:
-        kv = self.kv
-        committed = 0
-        for e in entries:
-            idx = e.index
-            if idx <= kv.applied_index:
-                continue  # re-delivered after a restart: the snapshot already has it
-            owner = self._index_owner.pop(idx, None) if self._index_owner else None
-            if e.type == EntryType.CONF_CHANGE:
-                kv.advance(idx)
-                self._apply_conf_change(e)
-                if owner is not None:
-                    self._fail_write(owner, _overwritten())
-                continue
-            data = e.data
-            if not data:
-                kv.advance(idx)
-                if owner is not None:
-                    self._fail_write(owner, _overwritten())
-                continue
-            attrs = decode_attrs(data)
-            if attrs is not None:
-                kv.advance(idx)
-                self.registry.apply_attrs(attrs)
-                if attrs.id != self.member_id:
-                    self._sync_peers()
-                continue
-            try:
-                cmd = Command.decode(data)
-            except CommandDecodeError:
-                log.error("entry %d holds no command this member understands; skipped", idx)
-                kv.advance(idx)
-                continue
-            result = kv.apply(idx, cmd)
-            committed += 1
-            rid = cmd.request_id
-            if owner is not None and owner != rid:
-                self._fail_write(owner, _overwritten())
-            waiters = self._write_waiters.pop(rid, None) if rid else None
-            if waiters:
-                for f in waiters:
-                    if not f.done():
-                        f.set_result(result)
-        if committed:
-            self.metrics.proposals_committed.inc(committed)
-        # Conf-change waiters whose index was passed by something else.
-        if self._conf_waiters:
-            for idx in [i for i in self._conf_waiters if i <= kv.applied_index]:
-                w = self._conf_waiters.pop(idx)
-                if not w.future.done():
-                    w.future.set_exception(_overwritten())
+    def _apply_stable(self, rd: Ready) -> list[Entry]:
+        """Apply the committed entries that are already on our disk: they need not
+        wait for this Ready's fsync. Returns the rest."""
+        committed = rd.committed_entries
+        if committed and rd.snapshot is None:
+            assert self.raw is not None
+            n = stable_prefix(committed, self.raw.stable_index)
+            if n:
+                self._applier.apply(committed[:n])
+                committed = committed[n:]
+        return committed
 
-    def _apply_conf_change(self, e: Entry) -> None:
-        try:
-            cc = decode_conf_change(e.data)
-        except InvalidConfChange:
-            return
-        self.registry.apply_conf_change(cc)
-        waiter = self._conf_waiters.pop(e.index, None)
-        if waiter is not None and not waiter.future.done():
-            if waiter.change.type == cc.type and waiter.change.node_id == cc.node_id:
-                waiter.future.set_result(None)
-            else:
-                waiter.future.set_exception(_overwritten())
-        if cc.type == ConfChangeType.REMOVE_NODE and cc.node_id == self.member_id:
-            self._mark_removed()
-        self._sync_peers()
-
-    def _release_reads(self) -> None:
-        applied = self.kv.applied_index
-        q = self._reads_after_apply
-        while q and q[0].index <= applied:
-            _resolve_reads(q.popleft())
-        if q and any(b.index <= applied for b in q):
-            keep: deque[_ReadBatch] = deque()
-            for b in q:
-                if b.index <= applied:
-                    _resolve_reads(b)
-                else:
-                    keep.append(b)
-            self._reads_after_apply = keep
+    async def _persist(self, rd: Ready) -> None:
+        storage = self.storage
+        assert storage is not None
+        loop = asyncio.get_running_loop()
+        if rd.snapshot is not None:
+            snap = rd.snapshot
+            await loop.run_in_executor(self._executor, storage.save_snapshot, snap)
+        if rd.must_sync:
+            # With nothing new to write this still waits for everything queued.
+            await loop.run_in_executor(self._executor, storage.wal.save, rd.hard_state, rd.entries)
+        elif rd.hard_state is not None:
+            # Only the commit index moved: queue it for the next group commit (or the
+            # close) instead of holding the loop for an fsync; see Ready.must_sync.
+            storage.wal.submit(rd.hard_state, ())
 
     def _on_soft_state(self, leader: int) -> None:
         if leader != self._leader:
@@ -608,10 +434,7 @@ class Node:
                 self.stats.leader_changes += 1
             self._leader = leader
             log.info("member %d: leader is now %s", self.member_id, leader or "unknown")
-            for pred, fut in list(self._leader_waiters):
-                if pred(leader) and not fut.done():
-                    fut.set_result(leader)
-            self._leader_waiters = [(p, f) for p, f in self._leader_waiters if not f.done()]
+            self.waiters.leader_changed(leader)
 
     def _sync_peers(self) -> None:
         if self.transport is None or self.raw is None:
@@ -632,7 +455,7 @@ class Node:
             return
         self.removed = True
         log.warning("member %d was removed from the cluster; it no longer serves", self.member_id)
-        self._fail_all(E.Gone(f"member {self.member_id} was removed from the cluster"))
+        self.waiters.fail_all(E.Gone(f"member {self.member_id} was removed from the cluster"))
         self.on_removed()
 
     def _maybe_publish(self) -> None:
@@ -684,7 +507,7 @@ class Node:
             reg = self.registry.copy()
             index = view.applied_index
             data = await loop.run_in_executor(
-                self._snap_executor, lambda: _encode_state(view.serialize(), reg)
+                self._snap_executor, lambda: encode_state(view.serialize(), reg)
             )
             if self.raw is None or self.storage is None:
                 return
@@ -714,16 +537,15 @@ class Node:
                 self._snap_executor, _dump
             )
         except RuntimeError:  # the executor is gone: we are stopping
-            raise E.Unavailable("member is shutting down", code="shutting_down") from None
+            raise E.shutting_down() from None
         return view.applied_index, data, digest
 
     def _install_snapshot_data(self, snap: Snapshot) -> None:
-        kv_bytes, reg = _decode_state(snap.data)
+        kv_bytes, reg = decode_state(snap.data)
         self.kv.restore(kv_bytes)
         self.registry = reg
         # The snapshot supersedes anything waiting on indexes it covers.
-        for idx in [i for i in self._index_owner if i <= snap.metadata.index]:
-            self._fail_write(self._index_owner.pop(idx), _indeterminate())
+        self.waiters.fail_owners_through(snap.metadata.index, E.indeterminate())
 
     # --- client operations ----------------------------------------------------------
 
@@ -738,10 +560,8 @@ class Node:
     async def write(self, cmd: Command) -> ApplyResult:
         """Propose a write and return once it is committed and applied here."""
         self._check_serving()
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[ApplyResult] = loop.create_future()
         rid = cmd.request_id
-        self._write_waiters.setdefault(rid, []).append(fut)
+        fut = self.waiters.add_write(rid)
         self._proposals.append((rid, cmd.encode()))
         self.stats.proposals_pending += 1
         self._wake.set()
@@ -749,48 +569,19 @@ class Node:
             return await asyncio.wait_for(fut, self.cfg.request_timeout)
         except TimeoutError:
             self.metrics.proposals_failed.inc()
-            raise _indeterminate() from None
+            raise E.indeterminate() from None
         except E.ApiError:
             self.metrics.proposals_failed.inc()
             raise
         finally:
             self.stats.proposals_pending -= 1
-            waiters = self._write_waiters.get(rid)
-            if waiters is not None:
-                with contextlib.suppress(ValueError):
-                    waiters.remove(fut)
-                if not waiters:
-                    del self._write_waiters[rid]
-
-    def _fail_write(self, rid: bytes, err: E.ApiError) -> None:
-        for f in self._write_waiters.pop(rid, ()):
-            if not f.done():
-                f.set_exception(err)
-
-    def _fail_all(self, err: E.ApiError) -> None:
-        for rid in list(self._write_waiters):
-            self._fail_write(rid, err)
-        futures: list[asyncio.Future[None]] = list(self._read_waiters)
-        for b in self._read_batches.values():
-            futures.extend(b.futures)
-        for b in self._reads_after_apply:
-            futures.extend(b.futures)
-        for w in self._conf_waiters.values():
-            futures.append(w.future)
-        for f in futures:
-            if not f.done():
-                f.set_exception(err)
-        self._read_waiters = []
-        self._read_batches = {}
-        self._reads_after_apply = deque()
-        self._conf_waiters = {}
+            self.waiters.discard_write(rid, fut)
 
     async def linearizable_barrier(self) -> None:
         """Return once this member's state includes every write that completed before
         the call (ReadIndex, thesis §6.4): reads after it are linearizable."""
         self._check_serving()
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._read_waiters.append(fut)
+        fut = self.waiters.add_read()
         self._wake.set()
         try:
             await asyncio.wait_for(fut, self.cfg.request_timeout)
@@ -798,6 +589,8 @@ class Node:
             raise E.Unavailable(
                 "could not confirm the read with a quorum in time", code="timeout"
             ) from None
+        finally:
+            self.waiters.discard_read(fut)
 
     # --- membership -------------------------------------------------------------------
 
@@ -820,17 +613,19 @@ class Node:
         assert raw is not None
         if raw.role != Role.LEADER:
             raise E.from_raft_error(NotLeader("not the leader"))
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
             raw.propose_conf_change(cc)
         except RaftError as exc:
             raise E.from_raft_error(exc) from exc
-        self._conf_waiters[raw.last_index] = _ConfWaiter(fut, cc)
+        index = raw.last_index
+        fut = self.waiters.add_conf(index, cc)
         self._wake.set()
         try:
             await asyncio.wait_for(fut, self.cfg.request_timeout)
         except TimeoutError:
-            raise _indeterminate() from None
+            raise E.indeterminate() from None
+        finally:
+            self.waiters.discard_conf(index, fut)
 
     async def transfer_leader(self, to: int, *, timeout: float | None = None) -> int:
         self._check_serving()
@@ -840,39 +635,25 @@ class Node:
             raise E.from_raft_error(NotLeader("not the leader"))
         if to == self.member_id:
             return to
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._leader_waiters.append((lambda lead: lead == to, fut))
+        fut = self.waiters.add_leader(lambda lead: lead == to)
         try:
-            raw.transfer_leader(to)
-        except RaftError as exc:
-            raise E.from_raft_error(exc) from exc
-        self._wake.set()
-        try:
+            try:
+                raw.transfer_leader(to)
+            except RaftError as exc:
+                raise E.from_raft_error(exc) from exc
+            self._wake.set()
             return await asyncio.wait_for(fut, timeout or self.cfg.request_timeout)
         except TimeoutError:
             raise E.Unavailable(
                 f"leadership did not move to {to} in time", code="timeout"
             ) from None
+        finally:
+            self.waiters.discard_leader(fut)
 
     # --- observation ------------------------------------------------------------------
 
     def _gauges(self) -> RaftGauges:
-        raw = self.raw
-        if raw is None:
-            return RaftGauges(False, False, 0, 0, 0, 0, 0, 0, 0, 0)
-        cs = raw.conf_state
-        return RaftGauges(
-            is_leader=raw.role == Role.LEADER,
-            has_leader=raw.leader != NONE,
-            term=raw.term,
-            commit_index=raw.commit,
-            applied_index=self.kv.applied_index,
-            last_log_index=raw.last_index,
-            snapshot_index=self._last_snapshot_index,
-            voters=len(cs.voters),
-            learners=len(cs.learners),
-            proposals_pending=self.stats.proposals_pending,
-        )
+        return self.status().gauges(self.stats.proposals_pending)
 
     def is_ready(self) -> bool:
         """A member that is in the configuration, knows a leader and has applied
@@ -887,84 +668,22 @@ class Node:
             and self.kv.applied_index >= raw.commit
         )
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> MemberStatus:
         raw = self.raw
         if raw is None:
-            return {
-                "id": 0,
-                "name": self.cfg.name,
-                "cluster_id": self.cfg.cluster_id,
-                "role": "joining",
-                "leader": 0,
-                "term": 0,
-                "commit_index": 0,
-                "applied_index": 0,
-                "last_index": 0,
-                "snapshot_index": 0,
-                "removed": False,
-                "members": [],
-                "progress": {},
-                "keys": 0,
-                "conf_change_pending": False,
-                "pending_conf_index": 0,
-                "peer_url": self.cfg.peer_url,
-            }
-        st = raw.status()
-        pending_conf = raw.pending_conf_index
-        progress = {
-            str(mid): {
-                "match": p.match,
-                "next": p.next,
-                "state": str(p.state),
-                "learner": p.learner,
-                "recent_active": p.recent_active,
-            }
-            for mid, p in st.progress.items()
-        }
-        return {
-            "id": self.member_id,
-            "name": self.cfg.name,
-            "cluster_id": self.cfg.cluster_id,
-            "role": str(st.role),
-            "leader": st.leader,
-            "term": st.term,
-            "commit_index": st.commit,
-            "applied_index": self.kv.applied_index,
-            "last_index": st.last_index,
-            "snapshot_index": self._last_snapshot_index,
-            "removed": self.removed,
-            "members": self.registry.view(st.conf_state),
-            "progress": progress,
-            "keys": len(self.kv),
-            # Only a leader knows; an operator waits for this before the next change.
-            "conf_change_pending": pending_conf > st.commit,
-            "pending_conf_index": pending_conf,
-        }
-
-
-META_FILE_NAME = "member.json"
-
-
-def _norm(url: str) -> str:
-    try:
-        return validate_url(url)
-    except ValueError:
-        return url
-
-
-def _removed_in_log(member_id: int, entries: list[Entry], commit: int) -> bool:
-    """Whether a committed entry after the snapshot removed this member."""
-    for e in entries:
-        if e.index > commit:
-            break
-        if e.type == EntryType.CONF_CHANGE:
-            try:
-                cc = decode_conf_change(e.data)
-            except InvalidConfChange:
-                continue
-            if cc.type == ConfChangeType.REMOVE_NODE and cc.node_id == member_id:
-                return True
-    return False
+            return MemberStatus.joining(self.cfg.name, self.cfg.cluster_id, self.cfg.peer_url)
+        return MemberStatus.of(
+            raw.status(),
+            member_id=self.member_id,
+            name=self.cfg.name,
+            cluster_id=self.cfg.cluster_id,
+            registry=self.registry,
+            applied_index=self.kv.applied_index,
+            snapshot_index=self._last_snapshot_index,
+            keys=len(self.kv),
+            removed=self.removed,
+            pending_conf_index=raw.pending_conf_index,
+        )
 
 
 _EARLY = frozenset(
@@ -991,27 +710,6 @@ def _split_messages(msgs: list[Message]) -> tuple[list[Message], list[Message]]:
     return early, [m for m in msgs if m.type not in _EARLY]
 
 
-def _resolve_reads(batch: _ReadBatch) -> None:
-    for f in batch.futures:
-        if not f.done():
-            f.set_result(None)
-
-
-def _overwritten() -> E.ApiError:
-    return E.Unavailable(
-        "leadership changed and the write was not committed; it is safe to retry",
-        code="proposal_dropped",
-    )
-
-
-def _indeterminate() -> E.ApiError:
-    return E.Unavailable(
-        "the write timed out: it may or may not have been committed; "
-        "retry with the same X-Request-Id to find out",
-        code="indeterminate",
-    )
-
-
 def _request_id_of(data: bytes) -> bytes:
     try:
         return Command.decode(data).request_id
@@ -1022,15 +720,3 @@ def _request_id_of(data: bytes) -> bytes:
 def _snapshot_phase(member_id: int, cfg: ServerConfig) -> int:
     """A deterministic, well-spread offset in [0, snapshot_count / 2) per member id."""
     return (member_id * 2654435761 % (1 << 32)) * (cfg.snapshot_count // 2) >> 32
-
-
-def _encode_state(kv_bytes: bytes, reg: Registry) -> bytes:
-    out: bytes = msgpack.packb([SNAPSHOT_FORMAT, kv_bytes, reg.encode()], use_bin_type=True)
-    return out
-
-
-def _decode_state(data: bytes) -> tuple[bytes, Registry]:
-    version, kv_bytes, reg_bytes = msgpack.unpackb(data, raw=False)
-    if version != SNAPSHOT_FORMAT:
-        raise ValueError(f"unsupported snapshot format {version}")
-    return bytes(kv_bytes), Registry.decode(reg_bytes)
