@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,14 +24,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+# Bootstrap: run as `python bench/kv_bench.py`, this script finds the shared test helpers
+# (tests/support: the member spawner) only with tests/ on the path; pytest puts it there
+# from pyproject's pythonpath, a plain script has to do it itself.
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
+
+from support.members import free_port, serve_command, spawn_member
+
 HERE = Path(__file__).resolve().parent
 CASES = [("put", 1), ("put", 16), ("put", 64), ("get-lin", 64), ("get-ser", 64)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(
@@ -83,33 +83,23 @@ def start_raftkv(root: Path) -> Cluster:
     ports = [(free_port(), free_port()) for _ in range(3)]
     initial = ",".join(f"m{i + 1}=http://127.0.0.1:{pp}" for i, (_, pp) in enumerate(ports))
     for i, (cp, pp) in enumerate(ports):
-        log = open(root / f"raftkv-m{i + 1}.log", "wb")  # noqa: SIM115
-        c.procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "raftkv.cli",
-                    "serve",
-                    "--name",
-                    f"m{i + 1}",
-                    "--data-dir",
-                    str(root / f"raftkv-m{i + 1}"),
-                    "--listen-client",
-                    f"127.0.0.1:{cp}",
-                    "--listen-peer",
-                    f"127.0.0.1:{pp}",
-                    "--initial-cluster",
-                    initial,
-                    "--peer-secret",
-                    "bench",
-                    "--log-level",
-                    "warning",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        argv = serve_command(
+            "--name",
+            f"m{i + 1}",
+            "--data-dir",
+            str(root / f"raftkv-m{i + 1}"),
+            "--listen-client",
+            f"127.0.0.1:{cp}",
+            "--listen-peer",
+            f"127.0.0.1:{pp}",
+            "--initial-cluster",
+            initial,
+            "--peer-secret",
+            "bench",
+            "--log-level",
+            "warning",
         )
+        c.procs.append(spawn_member(argv, root / f"raftkv-m{i + 1}.log"))
         c.endpoints.append(f"http://127.0.0.1:{cp}")
     for ep in c.endpoints:
         wait_http(ep + "/readyz")
@@ -124,9 +114,8 @@ def start_etcd(root: Path) -> Cluster | None:
     ports = [(free_port(), free_port()) for _ in range(3)]
     initial = ",".join(f"e{i + 1}=http://127.0.0.1:{pp}" for i, (_, pp) in enumerate(ports))
     for i, (cp, pp) in enumerate(ports):
-        log = open(root / f"etcd-e{i + 1}.log", "wb")  # noqa: SIM115
         c.procs.append(
-            subprocess.Popen(
+            spawn_member(
                 [
                     etcd,
                     "--name",
@@ -148,8 +137,7 @@ def start_etcd(root: Path) -> Cluster | None:
                     "--log-level",
                     "error",
                 ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                root / f"etcd-e{i + 1}.log",
             )
         )
         c.endpoints.append(f"http://127.0.0.1:{cp}")

@@ -50,6 +50,7 @@ async def client(
                     q = "?consistency=serializable" if args.op == "get-ser" else ""
                     req = session.get(f"{base}/v1/kv/bench/{i}/0{q}")
             else:
+                body: dict[str, object]
                 if args.op == "put":
                     body = {
                         "key": base64.b64encode(key.encode()).decode(),

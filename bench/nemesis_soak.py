@@ -16,7 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+# Bootstrap: run as `python bench/nemesis_soak.py`, this script finds the nemesis
+# (tests/nemesis, with tests/cluster and tests/support) only with tests/ on the path;
+# pytest puts it there from pyproject's pythonpath, a plain script has to do it itself.
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
 
 from nemesis.nemesis import FAULT_KINDS, NemesisConfig, run_nemesis
 from nemesis.netns import netns_unavailable_reason

@@ -33,7 +33,6 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import devtools
 
 REPO = Path(__file__).resolve().parents[1]

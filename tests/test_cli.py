@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import httpx
 import pytest
 
 import raftkv.client
-from cluster.harness import LocalCluster, free_port
+from cluster.harness import LocalCluster
 from raftkv import backup, cli
 from raftkv.client import (
     BadRequest,
@@ -30,10 +28,11 @@ from raftkv.client import (
     Unavailable,
 )
 from raftkv.server.config import InitialMember, ServerConfig, serve_options
+from support.members import free_port, serve_command, spawn_member
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Mapping[str, str]], None]]:
+def env(monkeypatch: pytest.MonkeyPatch) -> Callable[[Mapping[str, str]], None]:
     """No RAFTKV_* variable from the caller's environment leaks in; `env({...})` sets
     some (they are read when the parser is built)."""
     for name in list(os.environ):
@@ -44,7 +43,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Mapping[str, str]
         for k, v in values.items():
             monkeypatch.setenv(k, v)
 
-    yield set_env
+    return set_env
 
 
 def serve_cfg(argv: Sequence[str] = ()) -> ServerConfig:
@@ -155,7 +154,8 @@ def test_each_option_works_as_a_flag_and_as_a_variable(
 def test_a_flag_beats_its_variable(env: Callable[[Mapping[str, str]], None]) -> None:
     env({"RAFTKV_SNAPSHOT_COUNT": "5", "RAFTKV_LISTEN_CLIENT": "127.0.0.1:1"})
     cfg = serve_cfg(["--snapshot-count", "6"])
-    assert cfg.snapshot_count == 6 and cfg.client_port == 1
+    assert cfg.snapshot_count == 6
+    assert cfg.client_port == 1
 
 
 @pytest.mark.parametrize("word", ["1", "true", "yes"])
@@ -172,7 +172,8 @@ def test_join_variable_other_words_are_off(env: Callable[[Mapping[str, str]], No
 def test_initial_cluster_state_existing_joins(env: Callable[[Mapping[str, str]], None]) -> None:
     env({"RAFTKV_INITIAL_CLUSTER_STATE": "existing"})
     cfg = serve_cfg(["--discovery-endpoints", "http://a:2379"])
-    assert cfg.join and cfg.initial_cluster == []
+    assert cfg.join
+    assert cfg.initial_cluster == []
     assert not serve_cfg(["--initial-cluster-state", "new"]).join
 
 
@@ -194,8 +195,11 @@ def test_the_operators_member_env_parses(env: Callable[[Mapping[str, str]], None
     assert cfg.peer_url == resolved["RAFTKV_ADVERTISE_PEER_URL"]
     assert cfg.client_url == resolved["RAFTKV_ADVERTISE_CLIENT_URL"]
     assert cfg.peer_url.startswith("http://kv-1.")
-    assert cfg.join and cfg.discovery_endpoints and cfg.log_format == "json"
-    assert cfg.cluster_token == "u-1" and cfg.peer_secret == "secret"
+    assert cfg.join
+    assert cfg.discovery_endpoints
+    assert cfg.log_format == "json"
+    assert cfg.cluster_token == "u-1"
+    assert cfg.peer_secret == "secret"
 
 
 @pytest.mark.parametrize("join", [False, True])
@@ -208,7 +212,8 @@ def test_the_test_harness_command_parses(
     assert argv[1:4] == ["-m", "raftkv.cli", "serve"]
     cfg = serve_cfg(argv[4:])
     assert (cfg.client_port, cfg.peer_port, cfg.tick_ms) == (m.client_port, m.peer_port, 50)
-    assert cfg.join == join and cfg.request_timeout == 3.0
+    assert cfg.join == join
+    assert cfg.request_timeout == 3.0
 
 
 def test_the_kubelet_stand_in_env_parses(env: Callable[[Mapping[str, str]], None]) -> None:
@@ -224,7 +229,8 @@ def test_the_kubelet_stand_in_env_parses(env: Callable[[Mapping[str, str]], None
         }
     )
     cfg = serve_cfg()
-    assert cfg.client_host == "127.0.0.11" and cfg.peer_url == "http://127.0.0.11:2380"
+    assert cfg.client_host == "127.0.0.11"
+    assert cfg.peer_url == "http://127.0.0.11:2380"
 
 
 @pytest.mark.parametrize(
@@ -387,13 +393,7 @@ def _serve_until_ready(argv: list[str], tmp_path: Path, url: str) -> None:
     """Start `raftkv serve argv`, wait (with a deadline) until `url` is ready, write and
     read a key, SIGTERM it and expect a clean exit; the process is always reaped."""
     log = tmp_path / "serve.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "raftkv.cli", "serve", *argv],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    proc = spawn_member(serve_command(*argv), log)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -408,7 +408,8 @@ def _serve_until_ready(argv: list[str], tmp_path: Path, url: str) -> None:
         with raftkv.client.Client(url) as c:
             assert c.put("k", b"v").revision > 0
             got = c.get("k")
-            assert got is not None and got.value == b"v"
+            assert got is not None
+            assert got.value == b"v"
             assert c.members()[0].client_urls == [url]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log.read_text()

@@ -106,7 +106,8 @@ def test_advertise_needs_an_http_host_and_port(value: str) -> None:
 def test_ipv6_urls_are_bracketed() -> None:
     assert format_url("::1", 2379) == "http://[::1]:2379"
     cfg = ServerConfig("m", Path("m"), client_host="::1", peer_host="::1")
-    assert cfg.client_url == "http://[::1]:2379" and cfg.peer_url == "http://[::1]:2380"
+    assert cfg.client_url == "http://[::1]:2379"
+    assert cfg.peer_url == "http://[::1]:2380"
 
 
 # -- flags and variables from the fields -------------------------------------------------

@@ -27,7 +27,8 @@ def test_json_log_lines_are_single_json_objects() -> None:
     line = fmt.format(rec)
     assert "\n" not in line
     obj = json.loads(line)
-    assert obj["level"] == "error" and obj["logger"] == "raftkv.node"
+    assert obj["level"] == "error"
+    assert obj["logger"] == "raftkv.node"
     assert obj["msg"] == "member 3 failed\nnext"
     assert "ValueError: boom" in obj["exc"]
     assert obj["ts"].endswith("Z")

@@ -227,7 +227,9 @@ def test_truncated_and_mutated_frames_only_raise_wire_error(
         return
     # Whatever survives a mutation still satisfies the invariants the core relies on.
     for m in decoded:
-        assert m.type not in LOCAL_MESSAGES and m.to > 0 and m.sender > 0
+        assert m.type not in LOCAL_MESSAGES
+        assert m.to > 0
+        assert m.sender > 0
         assert (m.snapshot is not None) == (m.type == MessageType.SNAP)
 
 

@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Generator, Iterator
-from pathlib import Path
 
 import pytest
 
-HERE = str(Path(__file__).resolve().parent)
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
-
-from raftkv_e2e.cluster import Scenario  # noqa: E402
-from raftkv_e2e.config import ConfigError, E2EConfig  # noqa: E402
-from raftkv_e2e.kubectl import (  # noqa: E402
+# raftkv_e2e (next to this file) is importable: e2e/cluster is on pytest's pythonpath.
+from raftkv_e2e.cluster import Scenario
+from raftkv_e2e.config import ConfigError, E2EConfig
+from raftkv_e2e.kubectl import (
     NO_KUBECONFIG,
     Kubectl,
     current_context,

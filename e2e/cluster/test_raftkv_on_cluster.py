@@ -109,18 +109,21 @@ def test_write_and_read_through_the_client_service(scenario: Scenario) -> None:
     kv = scenario.kv
     rev = kv.put("e2e/m/hello", b"world")
     got = kv.get("e2e/m/hello")
-    assert got is not None and (got.value, got.revision) == (b"world", rev)
+    assert got is not None
+    assert (got.value, got.revision) == (b"world", rev)
     binary = bytes(range(256))
     kv.put("e2e/m/binary", binary)
     got = kv.get("e2e/m/binary")
-    assert got is not None and got.value == binary
+    assert got is not None
+    assert got.value == binary
 
     # Conditional writes go through the client directly: its retries keep one request
     # id, so a retried compare-and-swap is still applied at most once.
     client: Client = kv.client
     cas = client.put("e2e/m/hello", b"again", if_match=rev)
     scenario.writes.acked("e2e/m/hello", b"again", cas.revision)
-    assert cas.revision > rev and cas.prev_revision == rev
+    assert cas.revision > rev
+    assert cas.prev_revision == rev
     with pytest.raises(PreconditionFailed) as stale:
         client.put("e2e/m/hello", b"stale", if_match=rev)
     assert stale.value.current_revision == cas.revision
@@ -262,7 +265,8 @@ def test_printer_columns_show_leader_term_and_commit(scenario: Scenario) -> None
         return row
 
     row = wait_for("`kubectl get rkv` to show the cluster", shown, scenario.config.timeout)
-    assert row.name == scenario.name and row.age
+    assert row.name == scenario.name
+    assert row.age
     log.info("kubectl get rkv: %s", row)
 
 

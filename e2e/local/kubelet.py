@@ -24,12 +24,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,6 +39,7 @@ import kubernetes
 from kubernetes.client import ApiClient, ApiException
 
 from raftkv_operator import naming as n
+from support.members import serve_command, spawn_member
 
 log = logging.getLogger("e2e.kubelet")
 
@@ -227,17 +226,17 @@ class Kubelet:
                 if (proc.ordinal >= replicas or gone) and proc.terminating_since is None:
                     proc.terminating_since = time.monotonic()
                     proc.popen.send_signal(signal.SIGTERM)
-            for pod_name in list(pods):
-                k = n.ordinal_of(pod_name, name)
-                proc = self.procs.get(pod_name)
+            for listed in list(pods):
+                ordinal = n.ordinal_of(listed, name)
+                running = self.procs.get(listed)
                 if (
-                    k is not None
-                    and k >= replicas
-                    and (proc is None or proc.popen.poll() is not None)
+                    ordinal is not None
+                    and ordinal >= replicas
+                    and (running is None or running.popen.poll() is not None)
                 ):
                     with contextlib.suppress(ApiException):
-                        self.core.delete_namespaced_pod(pod_name, ns)
-                    self.procs.pop(pod_name, None)
+                        self.core.delete_namespaced_pod(listed, ns)
+                    self.procs.pop(listed, None)
 
     def _reap(self) -> None:
         """Restart exited members (restartPolicy Always), with a short back-off; finish
@@ -339,7 +338,7 @@ class Kubelet:
                 **self.extra_env,
             }
         )
-        args = [sys.executable, "-m", "raftkv.cli", "serve"]
+        args = serve_command()
         log_path = self.root / "logs" / f"{pod_name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         popen = self._spawn(args, env, log_path)
@@ -350,16 +349,7 @@ class Kubelet:
     def _spawn(
         self, args: list[str], env: dict[str, str], log_path: Path
     ) -> subprocess.Popen[bytes]:
-        with open(log_path, "ab") as out:
-            out.write(f"--- start {time.strftime('%H:%M:%S')} ---\n".encode())
-            out.flush()
-            return subprocess.Popen(
-                args,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-                cwd=self.root,
-            )
+        return spawn_member(args, log_path, env=env, cwd=self.root, banner=True)
 
     def _resolve_env(self, entries: list[JSON], pod_name: str) -> dict[str, str]:
         """The container env as the kubelet computes it (valueFrom, then $(VAR))."""

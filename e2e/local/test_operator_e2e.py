@@ -8,6 +8,10 @@ the members of the pods that exist.
 
 Every wait is a poll with a deadline; every member process is reaped by the kubelet
 harness, the operator thread and the emulator are stopped by their context managers.
+
+Opt-in (``e2e/`` is outside ``testpaths``): ``pytest e2e/local`` (or ``-m e2e``). It
+needs no cluster, only loopback: the real operator, the Kubernetes stand-in of
+``tests/support`` and real ``raftkv serve`` processes played by ``kubelet.py``.
 """
 
 from __future__ import annotations
@@ -17,26 +21,28 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, cast
 
 import kubernetes
 import pytest
 from kubelet import Kubelet
 from kubernetes.client import ApiClient, ApiException
-from operator_harness import NS, OperatorThread, start_emulator
 
 from raftkv.client import Client, RaftKVError
 from raftkv_operator.model import PlannerConfig
 from raftkv_operator.naming import GROUP, PLURAL, VERSION, Addressing
 from raftkv_operator.reconcile import OperatorConfig
+from support.operator_harness import NS, OperatorThread, start_emulator
+from support.wait import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 log = logging.getLogger("e2e")
-T = TypeVar("T")
 NAME = "kv"
 STEP_TIMEOUT = 120.0  # a deadline, not a wait: generous for a loaded 2-core machine
+#: What a wait shrugs off until its deadline: the API or a member briefly unavailable.
+TRANSIENT = (ApiException, RaftKVError, OSError)
 
 
 def free_prefix() -> tuple[int, int]:
@@ -59,22 +65,6 @@ def free_prefix() -> tuple[int, int]:
                 s.close()
         return base, base + 1
     raise RuntimeError("no free port block")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = STEP_TIMEOUT) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = probe()
-        except (ApiException, RaftKVError, OSError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-        time.sleep(0.1)
 
 
 class Writer:
@@ -130,10 +120,8 @@ class World:
         self.client_urls = [addressing.client_url(NAME, NS, k) for k in range(10)]
 
     def raftkv(self) -> dict[str, Any]:
-        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, NS, PLURAL, NAME
-        )
-        return obj
+        obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME)
+        return cast("dict[str, Any]", obj)  # the client types custom objects as object
 
     def scale(self, replicas: int) -> None:
         log.info("scaling to %d", replicas)
@@ -181,14 +169,20 @@ class World:
     def wait_in_sync(self, replicas: int) -> dict[str, Any]:
         started = time.monotonic()
         try:
-            status = wait_for(f"{replicas} members in sync", lambda: self.in_sync(replicas))
+            status = wait_for(
+                f"{replicas} members in sync",
+                lambda: self.in_sync(replicas),
+                timeout=STEP_TIMEOUT,
+                interval=0.1,
+                ignore=TRANSIENT,
+            )
         except AssertionError as exc:
-            status = self.raftkv().get("status")
-            raise AssertionError(f"{exc}; stuck at {self.why}: {status}") from None
+            stuck = self.raftkv().get("status")
+            raise AssertionError(f"{exc}; stuck at {self.why}: {stuck}") from None
         log.info("in sync at %d after %.1fs", replicas, time.monotonic() - started)
         return status
 
-    def event_reasons(self) -> list[str]:
+    def event_reasons(self) -> list[str | None]:
         uid = self.raftkv()["metadata"]["uid"]
         return [
             e.reason
@@ -262,7 +256,13 @@ def test_scale_kill_wipe_under_writes(world: World) -> None:
         top = world.mapping()[4]
         with Client(world.client_urls, timeout=5, retries=2) as client:
             client.transfer_leader(top)
-        wait_for("member at ordinal 4 to lead", lambda: world.leader() == top)
+        wait_for(
+            "member at ordinal 4 to lead",
+            lambda: world.leader() == top,
+            timeout=STEP_TIMEOUT,
+            interval=0.1,
+            ignore=TRANSIENT,
+        )
         world.scale(3)
         world.wait_in_sync(3)
         assert "LeadershipTransferred" in world.event_reasons()
@@ -275,6 +275,9 @@ def test_scale_kill_wipe_under_writes(world: World) -> None:
         wait_for(
             "pod kv-1 to run again",
             lambda: world.kubelet.pid("kv-1") not in (None, old_pid),
+            timeout=STEP_TIMEOUT,
+            interval=0.1,
+            ignore=TRANSIENT,
         )
         world.wait_in_sync(3)
         assert world.mapping() == before
@@ -282,7 +285,13 @@ def test_scale_kill_wipe_under_writes(world: World) -> None:
         # A wiped volume: the member is replaced by a fresh id at the same ordinal.
         old = before[2]
         world.kubelet.wipe("kv-2")
-        wait_for("ordinal 2 to get a new member id", lambda: world.mapping().get(2) != old)
+        wait_for(
+            "ordinal 2 to get a new member id",
+            lambda: world.mapping().get(2) != old,
+            timeout=STEP_TIMEOUT,
+            interval=0.1,
+            ignore=TRANSIENT,
+        )
         world.wait_in_sync(3)
         assert world.mapping()[2] > max(before.values())
         assert "ReplacingMember" in world.event_reasons()
@@ -300,7 +309,7 @@ def test_scale_kill_wipe_under_writes(world: World) -> None:
     assert not lost, f"{len(lost)} acknowledged writes missing, e.g. {sorted(lost)[:5]}"
 
     # The Raft configuration is exactly the members of the pods that exist.
-    pods = sorted(p.metadata.name for p in world.core.list_namespaced_pod(NS).items)
+    pods = sorted(str(p.metadata.name) for p in world.core.list_namespaced_pod(NS).items)
     assert pods == ["kv-0", "kv-1", "kv-2"]
     mapping = {m["ordinal"]: m["id"] for m in status["memberIDs"]}
     members = world.members()
@@ -308,7 +317,8 @@ def test_scale_kill_wipe_under_writes(world: World) -> None:
     assert {m.name for m in members} == set(pods)
     assert all(not m.learner for m in members)
     ids = sorted(mapping.values())
-    assert len(set(ids)) == 3 and status["nextMemberID"] > max(ids)
+    assert len(set(ids)) == 3
+    assert status["nextMemberID"] > max(ids)
     log.info(
         "scenario done in %.1fs: %d writes acknowledged, %d failed attempts",
         time.monotonic() - started,

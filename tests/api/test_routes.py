@@ -95,16 +95,20 @@ async def test_error_table(
 async def test_keys_round_trip(single: InProcessMember) -> None:
     async with single.http() as h:
         w = await h.put("/v1/kv/k%C3%A9", content=b"v1")
-        assert w.status_code == 200 and w.headers["etag"] == f'"{w.json()["revision"]}"'
+        assert w.status_code == 200
+        assert w.headers["etag"] == f'"{w.json()["revision"]}"'
         fits(S.WriteResult, w.json())
         g = await h.get("/v1/kv/k%C3%A9", params={"consistency": "serializable"})
-        assert g.content == b"v1" and g.headers["x-raftkv-revision"] == str(w.json()["revision"])
+        assert g.content == b"v1"
+        assert g.headers["x-raftkv-revision"] == str(w.json()["revision"])
         stale = await h.put("/v1/kv/k%C3%A9", content=b"v2", headers={"If-Match": '"1"'})
-        assert stale.status_code == 412 and stale.json()["revision"] == w.json()["revision"]
+        assert stale.status_code == 412
+        assert stale.json()["revision"] == w.json()["revision"]
         rid = {"X-Request-Id": "once"}
         assert (await h.put("/v1/kv/r", content=b"a", headers=rid)).status_code == 200
         again = await h.put("/v1/kv/other", content=b"b", headers=rid)
-        assert again.status_code == 409 and again.json()["error"] == "request_id_conflict"
+        assert again.status_code == 409
+        assert again.json()["error"] == "request_id_conflict"
         page = await h.get("/v1/kv", params={"prefix": "k", "limit": 10})
         fits(S.KeyList, page.json())
         assert page.json()["items"][0]["key"] == "ké"
@@ -124,7 +128,8 @@ async def test_status_probes_metrics_snapshot(single: InProcessMember) -> None:
         fits(S.Readiness, ready.json())
         metrics = await h.get("/metrics")
         assert "raftkv_http_request_duration_seconds" in metrics.text
-        assert '"/v1/kv/{key:path}"' in metrics.text and '"/healthz"' in metrics.text
+        assert '"/v1/kv/{key:path}"' in metrics.text
+        assert '"/healthz"' in metrics.text
         snap = await h.get("/v1/snapshot")
         assert snap.status_code == 200
         assert int(snap.headers["content-length"]) == len(snap.content)
@@ -139,7 +144,8 @@ async def test_readyz_answers_503_with_the_reason(single: InProcessMember) -> No
             fits(S.Readiness, r.json())
             assert r.json()["status"]["removed"] is True
             ser = await h.get("/v1/kv/x", params={"consistency": "serializable"})
-            assert ser.status_code == 410 and ser.json()["error"] == "member_removed"
+            assert ser.status_code == 410
+            assert ser.json()["error"] == "member_removed"
     finally:
         single.node.removed = False
 
@@ -155,7 +161,9 @@ async def test_membership_through_a_follower_is_forwarded(cluster3: InProcessClu
         assert added.status_code == 201, added.text
         fits(S.MemberResult, added.json())
         new = added.json()["member"]
-        assert new["id"] == 4 and new["learner"] is True and new["name"] == "member-4"
+        assert new["id"] == 4
+        assert new["learner"] is True
+        assert new["name"] == "member-4"
         promoted = await h.post(f"/v1/members/{new['id']}/promote")
         # The learner never runs here, so it never catches up: the leader refuses.
         assert promoted.status_code == 409, promoted.text
@@ -165,7 +173,8 @@ async def test_membership_through_a_follower_is_forwarded(cluster3: InProcessClu
         reused = await h.post(
             "/v1/members", json={"peer_urls": ["http://127.0.0.1:41902"], "id": new["id"]}
         )
-        assert reused.status_code == 409 and reused.json()["error"] == "id_removed"
+        assert reused.status_code == 409
+        assert reused.json()["error"] == "id_removed"
 
 
 async def test_leader_transfer_through_a_follower(cluster3: InProcessCluster) -> None:
@@ -188,7 +197,8 @@ async def test_forwarding_refuses_a_request_that_was_forwarded_already(
     follower = await cluster3.follower()
     async with follower.http() as h:
         r = await h.delete("/v1/members/3", headers={"X-Raftkv-Forwarded": "1"})
-        assert r.status_code == 503 and r.json()["error"] == "not_leader"
+        assert r.status_code == 503
+        assert r.json()["error"] == "not_leader"
         assert r.headers["retry-after"] == "1"
 
 
@@ -197,7 +207,8 @@ async def test_forwarding_without_a_reachable_leader(cluster3: InProcessCluster)
     follower.app.state.forwarder.transport.apps.clear()
     async with follower.http() as h:
         r = await h.post("/v1/leader/transfer", json={})
-        assert r.status_code == 503 and r.json()["error"] == "no_leader"
+        assert r.status_code == 503
+        assert r.json()["error"] == "no_leader"
 
 
 async def test_openapi_lists_the_response_models(single: InProcessMember) -> None:

@@ -4,47 +4,17 @@ reaped and every port freed when the harness closes."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 
 from raftkv.client import Client
-
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(
-    cond: Callable[[], T | bool | None], timeout: float = 20.0, what: str = "condition"
-) -> T:
-    """Poll `cond` until it returns something truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while True:
-        try:
-            v = cond()
-            if v:
-                return v  # type: ignore[return-value]
-        except Exception as exc:
-            last_exc = exc
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}: {last_exc!r}")
-        time.sleep(0.05)
+from support.members import free_port, serve_command, spawn_member
+from support.wait import wait_for
 
 
 @dataclass
@@ -124,11 +94,7 @@ class LocalCluster:
         return m
 
     def _cmd(self, m: Member, *, join: bool = False, member_id: int = 0) -> list[str]:
-        cmd = [
-            sys.executable,
-            "-m",
-            "raftkv.cli",
-            "serve",
+        cmd = serve_command(
             "--name",
             m.name,
             "--data-dir",
@@ -150,7 +116,7 @@ class LocalCluster:
             "--stop-timeout",
             "5",
             *self.extra,
-        ]
+        )
         if join and member_id:
             cmd += ["--join", "--member-id", str(member_id)]
         elif join:
@@ -172,14 +138,7 @@ class LocalCluster:
             m.args = self._cmd(m, join=True, member_id=member_id)
         elif not m.args:
             m.args = self._cmd(m)
-        log = open(m.log_path, "ab")  # noqa: SIM115
-        m.proc = subprocess.Popen(
-            m.args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        log.close()
+        m.proc = spawn_member(m.args, m.log_path)
         return m
 
     def start_all(self, timeout: float = 30.0) -> None:
@@ -195,7 +154,12 @@ class LocalCluster:
         names = names or [n for n, m in self.members.items() if m.alive()]
         for n in names:
             m = self.members[n]
-            wait_for(lambda m=m: m.ready() or self._check_alive(m), timeout, f"{n} ready")  # type: ignore[misc]
+            wait_for(
+                f"{n} ready",
+                lambda m=m: m.ready() or self._check_alive(m),  # type: ignore[misc]
+                timeout,
+                ignore=Exception,
+            )
 
     def _check_alive(self, m: Member) -> bool:
         if m.proc is not None and m.proc.poll() is not None:
@@ -221,7 +185,7 @@ class LocalCluster:
                 return ids[leader_ids.pop()]
             return None
 
-        return wait_for(find, timeout, "a single leader")
+        return wait_for("a single leader", find, timeout, ignore=Exception)
 
     def endpoints(self, alive_only: bool = True) -> list[str]:
         return [m.url for m in self.members.values() if m.alive() or not alive_only]

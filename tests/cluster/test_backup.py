@@ -18,8 +18,9 @@ from raftkv.cli import main
 from raftkv.client import Client
 from raftkv.kv.command import Command, Op
 from raftkv.kv.store import KVStore
+from support.wait import wait_for
 
-from .harness import LocalCluster, wait_for
+from .harness import LocalCluster
 
 TOKEN = "restored-test"
 
@@ -65,7 +66,8 @@ def test_save_restore_grow(tmp_path: Path) -> None:
         old.stop("m3")
         resp = httpx.get(old.members["m1"].url + "/v1/snapshot", timeout=15)
         assert resp.status_code == 503, resp.text
-        assert resp.json()["error"] and resp.json()["message"]
+        assert resp.json()["error"]
+        assert resp.json()["message"]
         assert "Retry-After" in resp.headers
         old.stop("m1")
 
@@ -93,14 +95,16 @@ def test_save_restore_grow(tmp_path: Path) -> None:
         new.start("r1")
         new.wait_ready(["r1"])
         st = r1.status()
-        assert st["role"] == "leader" and st["id"] == restored["member_id"]
+        assert st["role"] == "leader"
+        assert st["id"] == restored["member_id"]
         assert st["cluster_id"] != old_cluster_id
         members: list[dict[str, object]] = st["members"]  # type: ignore[assignment]
         assert [m["id"] for m in members] == [restored["member_id"]]
         with Client([r1.url]) as cl:
             for key, rev in written.items():
                 got = cl.get(key)
-                assert got is not None and got.revision == rev, key
+                assert got is not None, key
+                assert got.revision == rev, key
             assert cl.get("k/007").value == b"v7-again"  # type: ignore[union-attr]
             assert cl.get("k/039") is None
             after = cl.put("after-restore", b"yes").revision
@@ -123,16 +127,19 @@ def test_save_restore_grow(tmp_path: Path) -> None:
             mid = json.loads(r.stdout)["id"]
             new.start("r2", join=True, member_id=mid)
             wait_for(
+                "r2 to catch up",
                 lambda: r2.ready() and r2.status()["applied_index"] >= after,  # type: ignore[operator]
                 20,
-                "r2 to catch up",
+                ignore=Exception,
             )
             with Client([r2.url]) as c2:
                 got = c2.get("after-restore", consistency="serializable")
-                assert got is not None and got.revision == after
+                assert got is not None
+                assert got.revision == after
                 for key, rev in written.items():
                     got = c2.get(key, consistency="serializable")
-                    assert got is not None and got.revision == rev, key
+                    assert got is not None, key
+                    assert got.revision == rev, key
             r = cli("member", "promote", str(mid), "--endpoints", r1.url)
             assert r.returncode == 0, r.stderr
             assert [m.learner for m in cl.members()] == [False, False]
@@ -185,7 +192,8 @@ def test_restore_refuses_a_damaged_file(
     target = tmp_path / "restored"
     assert main(_restore_args(bad, target)) != 0
     err = capsys.readouterr().err
-    assert "not a valid raftkv snapshot" in err and message in err
+    assert "not a valid raftkv snapshot" in err
+    assert message in err
     assert not target.exists()
     assert main(["snapshot", "status", str(bad)]) != 0
 
@@ -206,7 +214,8 @@ def test_restore_refuses_a_non_empty_dir_and_works_into_an_empty_one(
     empty.mkdir()
     assert main(_restore_args(file, empty)) == 0
     out = capsys.readouterr().out
-    assert "restored 5 keys at applied index 5" in out and "--cluster-token restored-" in out
+    assert "restored 5 keys at applied index 5" in out
+    assert "--cluster-token restored-" in out
     assert sorted(p.name for p in empty.iterdir()) == ["member.json", "snap", "wal"]
     # A second restore into the now-populated dir is refused.
     assert main(_restore_args(file, empty)) != 0

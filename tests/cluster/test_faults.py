@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from raftkv.client import Client, RaftKVError
+from support.wait import wait_for
 
-from .harness import LocalCluster, wait_for
+from .harness import LocalCluster
 
 
 class Writer(threading.Thread):
@@ -49,7 +50,8 @@ def _check_all_present(cluster: LocalCluster, acked: dict[str, bytes]) -> None:
         with Client([m.url], timeout=5) as cl:
             for key, val in acked.items():
                 got = cl.get(key, consistency="serializable")
-                assert got is not None and got.value == val, f"{key} missing on {m.name}"
+                assert got is not None, f"{key} missing on {m.name}"
+                assert got.value == val, f"{key} missing on {m.name}"
 
 
 def test_kill_leader_under_writes_loses_no_acknowledged_write(fresh_cluster: LocalCluster) -> None:
@@ -58,24 +60,30 @@ def test_kill_leader_under_writes_loses_no_acknowledged_write(fresh_cluster: Loc
     old = c.leader()
     w = Writer(c.endpoints(), "kill")
     w.start()
-    wait_for(lambda: len(w.acked) >= 50, 20, "writes before the crash")
+    wait_for("writes before the crash", lambda: len(w.acked) >= 50, 20, ignore=Exception)
     c.kill(old.name)
     new = c.leader()
     assert new.name != old.name
     n = len(w.acked)
-    wait_for(lambda: len(w.acked) >= n + 50, 30, "writes after failover")
+    wait_for("writes after failover", lambda: len(w.acked) >= n + 50, 30, ignore=Exception)
     w.stop.set()
     w.join(10)
     c.start(old.name)
     c.wait_ready()
     # Linearizable barrier on each member: wait for everyone to catch up.
-    wait_for(lambda: all(m.ready() for m in c.members.values()), 30, "all members ready")
+    wait_for(
+        "all members ready",
+        lambda: all(m.ready() for m in c.members.values()),
+        30,
+        ignore=Exception,
+    )
     with Client([c.leader().url]) as cl:
         last = cl.put("kill/barrier", b"x").revision
     wait_for(
+        "all members applied the barrier",
         lambda: all(int(m.status()["applied_index"]) >= last for m in c.members.values()),  # type: ignore[call-overload]
         30,
-        "all members applied the barrier",
+        ignore=Exception,
     )
     _check_all_present(c, w.acked)
 
@@ -103,7 +111,8 @@ def test_restarted_member_catches_up_from_log_then_snapshot(fresh_cluster: Local
     c.wait_ready(["m3"])
     with Client([c.members["m3"].url]) as cl:
         got = cl.get("long/399")
-        assert got is not None and got.value == b"399"
+        assert got is not None
+        assert got.value == b"399"
         assert cl.get("short/0") is not None
     assert "restored snapshot" in c.members["m3"].log()
 
@@ -120,7 +129,8 @@ def test_full_cluster_stop_and_start_keeps_all_data(fresh_cluster: LocalCluster)
     with Client(c.endpoints()) as cl:
         for key, rev in revs.items():
             got = cl.get(key)
-            assert got is not None and got.revision == rev
+            assert got is not None
+            assert got.revision == rev
 
 
 def test_lost_quorum_answers_503_with_retry_after_in_bounded_time(
@@ -146,7 +156,10 @@ def test_lost_quorum_answers_503_with_retry_after_in_bounded_time(
     c.leader()
     with survivor.http(timeout=10) as h:
         wait_for(
-            lambda: h.put("/v1/kv/quorum-back", content=b"y").status_code == 200, 20, "writes again"
+            "writes again",
+            lambda: h.put("/v1/kv/quorum-back", content=b"y").status_code == 200,
+            20,
+            ignore=Exception,
         )
 
 
@@ -217,19 +230,23 @@ def test_paused_follower_does_not_block_writes(fresh_cluster: LocalCluster, sig:
     finally:
         c.resume(follower.name)
     # Every write committed while the follower was frozen, each at its own revision.
-    assert revisions == sorted(set(revisions)) and len(revisions) == 20
+    assert revisions == sorted(set(revisions))
+    assert len(revisions) == 20
     wait_for(
+        "follower back",
         lambda: httpx.get(follower.url + "/readyz", timeout=1).status_code == 200,
         20,
-        "follower back",
+        ignore=Exception,
     )
     # It catches up: its own state, read without a quorum round, gets every write.
     with Client([follower.url]) as cl:
         wait_for(
+            "the thawed follower to apply the writes",
             lambda: cl.get("paused/19", consistency="serializable") is not None,
             20,
-            "the thawed follower to apply the writes",
+            ignore=Exception,
         )
         for i, rev in enumerate(revisions):
             got = cl.get(f"paused/{i}", consistency="serializable")
-            assert got is not None and (got.value, got.revision) == (f"v{i}".encode(), rev)
+            assert got is not None
+            assert (got.value, got.revision) == (f"v{i}".encode(), rev)

@@ -36,11 +36,14 @@ def test_delete_then_get_is_404(cluster: LocalCluster) -> None:
     with m1.http() as a, m2.http() as b, m3.http() as c:
         assert a.put("/v1/kv/gone", content=b"x").status_code == 200
         d = b.delete("/v1/kv/gone")
-        assert d.status_code == 200 and d.json()["deleted"] is True
+        assert d.status_code == 200
+        assert d.json()["deleted"] is True
         g = c.get("/v1/kv/gone")
-        assert g.status_code == 404 and g.json()["error"] == "not_found"
+        assert g.status_code == 404
+        assert g.json()["error"] == "not_found"
         again = a.delete("/v1/kv/gone")
-        assert again.status_code == 200 and again.json()["deleted"] is False
+        assert again.status_code == 200
+        assert again.json()["deleted"] is False
 
 
 def test_compare_and_swap_with_if_match(cluster: LocalCluster) -> None:
@@ -86,7 +89,9 @@ def test_serializable_read_and_client_retries(cluster: LocalCluster) -> None:
     with Client(cluster.endpoints()) as cl:
         w = cl.put("ser", b"v")
         got = cl.get("ser", consistency="serializable")
-        assert got is not None and got.value == b"v" and got.revision == w.revision
+        assert got is not None
+        assert got.value == b"v"
+        assert got.revision == w.revision
 
 
 def test_same_request_id_applies_once(cluster: LocalCluster) -> None:
@@ -179,7 +184,8 @@ def test_peer_port_refuses_wrong_secret_and_survives_garbage(cluster: LocalClust
 def test_status_metrics_and_probes(cluster: LocalCluster) -> None:
     leader = cluster.leader()
     st = leader.status()
-    assert st["role"] == "leader" and st["leader"] == st["id"]
+    assert st["role"] == "leader"
+    assert st["leader"] == st["id"]
     assert len(st["members"]) == 3  # type: ignore[arg-type]
     assert st["progress"]
     assert st["conf_change_pending"] is False
@@ -267,6 +273,7 @@ def test_oversized_put_from_urllib_gets_the_413_not_a_reset(cluster: LocalCluste
         for body in (b"x" * (4 << 20), chunks()):
             status, err = put(m.url + "/v1/kv/big", body)
             assert status == 413, err
-            assert err["error"] == "value_too_large" and "message" in err
+            assert err["error"] == "value_too_large"
+            assert "message" in err
         assert put(m.url + "/v1/kv/after-big", b"ok")[0] == 200
     assert all(m.alive() for m in cluster.members.values())

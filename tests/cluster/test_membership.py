@@ -9,8 +9,9 @@ import sys
 import httpx
 
 from raftkv.client import Client
+from support.wait import wait_for
 
-from .harness import LocalCluster, wait_for
+from .harness import LocalCluster
 
 
 def cli(c: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -44,12 +45,14 @@ def test_add_learner_catch_up_by_snapshot_promote_remove_transfer(
     c.wait_ready(["m4"])
     with Client([m4.url]) as cl:
         got = cl.get("pre/299", consistency="serializable")
-        assert got is not None and got.value == b"299"
+        assert got is not None
+        assert got.value == b"299"
     assert "restored snapshot" in m4.log()
     r = cli(c, "member", "promote", str(new_id))
     assert r.returncode == 0, r.stderr
     members = {m.id: m for m in Client(c.endpoints()).members()}
-    assert not members[new_id].learner and len(members) == 4
+    assert not members[new_id].learner
+    assert len(members) == 4
 
     leader = c.leader()
     victim = next(m for m in c.members.values() if m.name not in (leader.name, "m4"))
@@ -57,7 +60,10 @@ def test_add_learner_catch_up_by_snapshot_promote_remove_transfer(
     r = cli(c, "member", "remove", str(victim_id))
     assert r.returncode == 0, r.stderr
     wait_for(
-        lambda: httpx.get(victim.url + "/readyz").status_code == 503, 10, "removed member not ready"
+        "removed member not ready",
+        lambda: httpx.get(victim.url + "/readyz").status_code == 503,
+        10,
+        ignore=Exception,
     )
     c.kill(victim.name)
     assert len(Client([leader.url]).members()) == 3
@@ -68,7 +74,8 @@ def test_add_learner_catch_up_by_snapshot_promote_remove_transfer(
     with Client([m4.url]) as cl:
         cl.put("after-transfer", b"ok")
     r = cli(c, "member", "list")
-    assert r.returncode == 0 and "m4" in r.stdout
+    assert r.returncode == 0
+    assert "m4" in r.stdout
     r = cli(c, "status")
     assert "leader" in r.stdout
 
@@ -85,9 +92,15 @@ def test_join_with_empty_dir_waits_and_never_bootstraps(fresh_cluster: LocalClus
     c.start_all()
     m4 = c.add_process("m4")
     c.start("m4", join=True, member_id=99)
-    wait_for(lambda: httpx.get(m4.url + "/healthz").status_code == 200, 15, "joining member up")
+    wait_for(
+        "joining member up",
+        lambda: httpx.get(m4.url + "/healthz").status_code == 200,
+        15,
+        ignore=Exception,
+    )
     st = m4.status()
-    assert st["leader"] == 0 and st["role"] == "follower"
+    assert st["leader"] == 0
+    assert st["role"] == "follower"
     with m4.http() as h:
         r = h.put("/v1/kv/x", content=b"y")
         assert r.status_code == 503
@@ -111,7 +124,8 @@ def test_membership_refusals(fresh_cluster: LocalCluster) -> None:
         assert r.status_code == 201, r.text
         learner = r.json()["member"]["id"]
         r = h.post(f"/v1/members/{learner}/promote")
-        assert r.status_code == 409 and r.json()["error"] == "unsafe_conf_change"
+        assert r.status_code == 409
+        assert r.json()["error"] == "unsafe_conf_change"
         r = h.delete(f"/v1/members/{learner}")
         assert r.status_code == 200
         # Its id is never reused.
@@ -119,7 +133,8 @@ def test_membership_refusals(fresh_cluster: LocalCluster) -> None:
             "/v1/members",
             json={"peer_urls": ["http://127.0.0.1:2"], "id": learner, "learner": True},
         )
-        assert r.status_code == 409 and r.json()["error"] == "id_removed"
+        assert r.status_code == 409
+        assert r.json()["error"] == "id_removed"
 
 
 def test_join_by_discovery_takes_the_learner_id_added_for_its_url(
@@ -131,7 +146,7 @@ def test_join_by_discovery_takes_the_learner_id_added_for_its_url(
     c.start_all()
     m4 = c.add_process("m4")
     c.start("m4", join=True)
-    wait_for(lambda: m4.status()["role"] == "joining", 15, "m4 joining")
+    wait_for("m4 joining", lambda: m4.status()["role"] == "joining", 15, ignore=Exception)
     assert m4.status()["id"] == 0
     assert httpx.get(m4.url + "/readyz").status_code == 503
     with Client(c.endpoints()) as cl:
@@ -148,9 +163,12 @@ def test_join_by_discovery_takes_the_learner_id_added_for_its_url(
     c.kill("m4")
     c.wipe("m4")
     c.start("m4", join=True)
-    wait_for(lambda: m4.status()["role"] == "joining", 15, "m4 joining again")
+    wait_for("m4 joining again", lambda: m4.status()["role"] == "joining", 15, ignore=Exception)
     assert "refusing to take its identity" in wait_for(
-        lambda: "refusing" in m4.log() and m4.log(), 15, "refusal logged"
+        "refusal logged",
+        lambda: m4.log() if "refusing" in m4.log() else None,
+        15,
+        ignore=Exception,
     )
     # Replace it: remove the old id, add a learner at the same URL; it joins as that.
     with Client([c.leader().url]) as cl:

@@ -20,9 +20,13 @@ def test_defaults_need_nothing_but_kubeconfig() -> None:
         "raftkv:e2e",
         "IfNotPresent",
     )
-    assert config.namespace.startswith("raftkv-e2e-") and config.namespace_generated
-    assert not config.keep and config.kubectl == "kubectl" and config.helm == "helm"
-    assert config.timeout >= 300 and config.connect_timeout <= 10
+    assert config.namespace.startswith("raftkv-e2e-")
+    assert config.namespace_generated
+    assert not config.keep
+    assert config.kubectl == "kubectl"
+    assert config.helm == "helm"
+    assert config.timeout >= 300
+    assert config.connect_timeout <= 10
     assert (config.repo_root / "manifests").is_dir()
     # A fresh namespace per run, so two runs never share one.
     assert E2EConfig.from_env({}).namespace != config.namespace
@@ -41,9 +45,13 @@ def test_settings_from_the_environment() -> None:
             "RAFTKV_E2E_STORAGE_CLASS": "fast",
         }
     )
-    assert config.install == "helm" and config.image == "localhost:5000/raftkv:dev"
-    assert config.namespace == "mine" and not config.namespace_generated and config.keep
-    assert config.timeout == 90 and config.storage_class == "fast"
+    assert config.install == "helm"
+    assert config.image == "localhost:5000/raftkv:dev"
+    assert config.namespace == "mine"
+    assert not config.namespace_generated
+    assert config.keep
+    assert config.timeout == 90
+    assert config.storage_class == "fast"
     assert (config.kubectl, config.helm) == ("/opt/kubectl", "/opt/helm")
 
 
@@ -115,7 +123,8 @@ def test_wide_values_widen_the_column() -> None:
         "1234567890  45h\n"
     )
     (row,) = raftkv_rows(out)
-    assert row.leader == "a-rather-long-raftkv-name-4" and row.commit == 1234567890
+    assert row.leader == "a-rather-long-raftkv-name-4"
+    assert row.commit == 1234567890
 
 
 def test_printer_columns_must_be_the_crds() -> None:

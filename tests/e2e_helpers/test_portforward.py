@@ -145,7 +145,8 @@ def test_forward_starts_drains_its_pipes_and_is_reaped(fake_kubectl: str, backen
         # reader that did not drain the pipe would leave it blocked and never relaying.
         response = httpx.get(f"http://127.0.0.1:{port}/v1/kv/absent", timeout=10)
         assert response.status_code == 404
-        assert forward.ensure() == port and forward.starts == 1
+        assert forward.ensure() == port
+        assert forward.starts == 1
         session = forward._session
         assert session is not None
     assert session.proc.returncode is not None  # terminated and waited for
@@ -163,9 +164,11 @@ def test_client_writes_survive_a_dead_forward_once(fake_kubectl: str, backend: B
         # The pod behind the forward dies between two requests: kubectl exits.
         _kill_current(forward)
         assert client.put("b", b"2").revision == 2
-        assert forward.starts == 2 and forward.port != first
+        assert forward.starts == 2
+        assert forward.port != first
         got = client.get("b")
-        assert got is not None and (got.value, got.revision) == (b"2", 2)
+        assert got is not None
+        assert (got.value, got.revision) == (b"2", 2)
 
         # It dies while a write is in flight: the client retries through a new
         # forward with the same request id, and the server applies the write once.
@@ -178,8 +181,10 @@ def test_client_writes_survive_a_dead_forward_once(fake_kubectl: str, backend: B
         assert not writer.is_alive()
         assert forward.starts == 3
         slow_ids = backend.request_ids[2:]
-        assert len(slow_ids) == 2 and slow_ids[0] == slow_ids[1], backend.request_ids
-        assert backend.revision == 3 and backend.data["slow"] == (b"3", 3)
+        assert len(slow_ids) == 2, backend.request_ids
+        assert slow_ids[0] == slow_ids[1], backend.request_ids
+        assert backend.revision == 3
+        assert backend.data["slow"] == (b"3", 3)
     finally:
         client.close()
         forward.close()

@@ -80,7 +80,8 @@ def test_reasons_to_skip(
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     probe = probe_cluster(config(fake_kubectl))
-    assert probe.reason is not None and reason in probe.reason
+    assert probe.reason is not None
+    assert reason in probe.reason
     assert "cluster https://127.0.0.1:6443 (context kind-raftkv)" in probe.reason
 
 

@@ -81,7 +81,8 @@ def test_raftkv_in_sync() -> None:
 )
 def test_raftkv_not_in_sync(change: JSON, why: str) -> None:
     reason = state.raftkv_not_in_sync(raftkv(3, **change), 3)
-    assert reason is not None and why in reason
+    assert reason is not None
+    assert why in reason
     assert state.raftkv_not_in_sync(raftkv(3), 5) is not None
 
 
@@ -120,9 +121,9 @@ def test_hopeless_pod_states() -> None:
     )
     problems = state.pod_problems([pull, transient, crashing, restarting, pod("kv-4")])
     assert len(problems) == 2
-    assert (
-        "kv-0" in problems[0] and "ImagePullBackOff" in problems[0] and "raftkv:e2e" in problems[0]
-    )
+    assert "kv-0" in problems[0]
+    assert "ImagePullBackOff" in problems[0]
+    assert "raftkv:e2e" in problems[0]
     assert "kv-2" in problems[1]
 
 
@@ -306,7 +307,8 @@ def test_operator_watch_scope() -> None:
     assert state.operator_watch_problem(deployment(), "raftkv-e2e-1", "operator") is None
     only = deployment([{"name": "RAFTKV_OPERATOR_NAMESPACES", "value": "raftkv-system"}])
     problem = state.operator_watch_problem(only, "raftkv-e2e-1", "operator")
-    assert problem is not None and "RAFTKV_E2E_NAMESPACE" in problem
+    assert problem is not None
+    assert "RAFTKV_E2E_NAMESPACE" in problem
     assert state.operator_watch_problem(only, "raftkv-system", "operator") is None
     flag = deployment(args=["operator", "--namespace", "a"])
     assert state.operator_watch_problem(flag, "b", "operator") is not None

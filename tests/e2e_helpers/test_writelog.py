@@ -16,7 +16,8 @@ def test_all_acknowledged_writes_readable() -> None:
     log.acked_delete("c", 7)
     store = {"a": Observed(b"1", 5), "b": Observed(b"2", 6)}
     assert log.check(store.get) == []
-    assert log.acked_count == 2 and log.max_revision() == 7
+    assert log.acked_count == 2
+    assert log.max_revision() == 7
 
 
 def test_a_lost_write_is_reported() -> None:
@@ -99,4 +100,5 @@ def test_recording_is_thread_safe() -> None:
         th.start()
     for th in threads:
         th.join()
-    assert log.acked_count == 2000 and len(log.keys()) == 2000
+    assert log.acked_count == 2000
+    assert len(log.keys()) == 2000

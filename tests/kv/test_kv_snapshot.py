@@ -51,7 +51,8 @@ def test_snapshot_restore_then_continue_equals_uninterrupted(
 
 def test_snapshot_of_empty_store_round_trips() -> None:
     restored = KVStore.from_snapshot(KVStore().snapshot())
-    assert len(restored) == 0 and restored.applied_index == 0
+    assert len(restored) == 0
+    assert restored.applied_index == 0
 
 
 def test_restore_trims_dedup_to_own_capacity_oldest_first() -> None:
@@ -142,7 +143,8 @@ def test_version_1_snapshots_with_sorted_keys_still_restore() -> None:
     snapshot reads the dicts front to back). Members must read both."""
     old = _reseal([3, ["a", "b"], [b"1", b"2"], [1, 3], []], 1)
     s = KVStore.from_snapshot(old)
-    assert s.get("a") == (b"1", 1) and s.get("b") == (b"2", 3)
+    assert s.get("a") == (b"1", 1)
+    assert s.get("b") == (b"2", 3)
     new = _reseal([3, ["b", "a"], [b"2", b"1"], [3, 1], []], 2)
     t = KVStore.from_snapshot(new)
     assert [k for k, _, _ in t.range("", 10)] == ["a", "b"]

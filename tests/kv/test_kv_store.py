@@ -27,7 +27,8 @@ def test_revision_is_the_raft_index_of_the_last_write() -> None:
     assert s.get("a") == (b"1", 3)
     assert s.apply(7, put("a", b"2")) == ApplyResult(True, 7, None, 3)
     assert s.get("a") == (b"2", 7)
-    assert s.applied_index == 7 and len(s) == 1
+    assert s.applied_index == 7
+    assert len(s) == 1
 
 
 def test_delete_returns_deleted_flag_and_absent_delete_succeeds() -> None:
@@ -37,7 +38,8 @@ def test_delete_returns_deleted_flag_and_absent_delete_succeeds() -> None:
     assert s.get("a") is None
     # etcd-like: deleting a missing key is not an error, it just deleted nothing.
     assert s.apply(3, delete("a")) == ApplyResult(True, 3, None, 0, deleted=False)
-    assert len(s) == 0 and s.approx_bytes == 0
+    assert len(s) == 0
+    assert s.approx_bytes == 0
 
 
 def test_if_match_is_compare_and_swap() -> None:
@@ -66,14 +68,16 @@ def test_if_none_match_creates_only() -> None:
     s = KVStore()
     assert s.apply(1, put("a", b"1", if_none_match=True)).ok
     r = s.apply(2, put("a", b"2", if_none_match=True))
-    assert r.error == ApplyError.PRECONDITION_FAILED and r.revision == 1
+    assert r.error == ApplyError.PRECONDITION_FAILED
+    assert r.revision == 1
     assert s.get("a") == (b"1", 1)
 
 
 def test_noop_changes_nothing_but_is_applied() -> None:
     s = KVStore()
     assert s.apply(4, Command(Op.NOOP, "")) == ApplyResult(True, 4, None, 0)
-    assert len(s) == 0 and s.applied_index == 4
+    assert len(s) == 0
+    assert s.applied_index == 4
 
 
 def test_apply_out_of_order_is_refused() -> None:
@@ -93,7 +97,8 @@ def test_same_request_id_is_applied_once_with_the_same_result() -> None:
     first = s.apply(1, put("a", b"1", request_id=rid))
     s.apply(2, put("a", b"other"))
     again = s.apply(3, put("a", b"1", request_id=rid))
-    assert again.replayed and not first.replayed
+    assert again.replayed
+    assert not first.replayed
     assert again == ApplyResult(True, 1, None, 0, replayed=True)
     assert s.get("a") == (b"other", 2)  # the retry did not overwrite the later write
     assert s.applied_index == 3
@@ -107,7 +112,8 @@ def test_failed_precondition_is_remembered_too() -> None:
     s.apply(3, delete("a"))
     # Re-evaluating would now succeed; the retry must report the decided outcome.
     again = s.apply(4, put("a", if_none_match=True, request_id=rid))
-    assert not again.ok and again.revision == first.revision == 1
+    assert not again.ok
+    assert again.revision == first.revision == 1
     assert s.get("a") is None
 
 
@@ -126,7 +132,8 @@ def test_request_id_reused_for_another_key_is_a_conflict() -> None:
     rid = os.urandom(16)
     s.apply(1, put("a", request_id=rid))
     r = s.apply(2, put("b", request_id=rid))
-    assert r.error == ApplyError.REQUEST_ID_CONFLICT and not r.ok
+    assert r.error == ApplyError.REQUEST_ID_CONFLICT
+    assert not r.ok
     assert s.get("b") is None
 
 
@@ -170,7 +177,8 @@ def test_range_prefix_limit_and_pagination() -> None:
     assert got == ["app/ z", "app/1", "app/10", "app/2", "app/ü"]
     assert s.range("", 100) == sorted(s.range("", 100))
     assert len(s.range("", 100)) == len(keys)
-    assert s.range("zzz", 5) == [] and s.range("a", 0) == []
+    assert s.range("zzz", 5) == []
+    assert s.range("a", 0) == []
     assert s.range("app/", 5, start_after="a") == s.range("app/", 5)  # before the prefix
     assert s.range("app/", 5, start_after="b") == []  # past the prefix
 

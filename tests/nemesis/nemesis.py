@@ -49,7 +49,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cluster.harness import wait_for
 from raftkv.client import Client, RaftKVError
 from raftkv.client import Consistency as ReadConsistency
 from raftkv.storage.recovery import WAL_DIR
@@ -57,6 +56,7 @@ from raftkv.verify import Op, OpKind, OpStatus, check_history
 from raftkv.verify.report import FaultWindow, RunArtifacts, write_run
 from raftkv.verify.result import CheckResult
 from raftkv.verify.workload import Recorder, WorkloadConfig, final_reads, run_workload
+from support.wait import wait_for
 
 from .netns import NetnsCluster
 
@@ -160,7 +160,7 @@ class Nemesis:
                     return False
             return True
 
-        wait_for(caught_up, t, "every member ready and caught up")
+        wait_for("every member ready and caught up", caught_up, t, ignore=Exception)
         self.c.leader(timeout=t)
         return time.monotonic()
 
@@ -380,12 +380,13 @@ def stale_read_plan(nem: Nemesis, rec: Recorder) -> None:
         # returns later is a definite, known one.
         with Client([iso.url], timeout=2.0, retries=0) as ic:
             wait_for(
+                f"{isolated} applied the first probe write",
                 lambda: (
                     (g := ic.get(key, consistency="serializable")) is not None
                     and g.value == b"probe-before"
                 ),
                 10,
-                f"{isolated} applied the first probe write",
+                ignore=Exception,
             )
             start = time.monotonic()
             nem.c.partition([isolated], [n for n in nem.names if n != isolated])

@@ -43,7 +43,8 @@ def test_nemesis_run_is_linearizable(tmp_path: Path) -> None:
     ok = [op for op in run.ops if op.status is OpStatus.OK]
     assert len(ok) > 1000, why
     assert {f.kind for f in run.faults} == set(FAULT_KINDS), why
-    assert run.artifacts.picture is not None and run.artifacts.picture.stat().st_size > 10_000
+    assert run.artifacts.picture is not None
+    assert run.artifacts.picture.stat().st_size > 10_000
 
 
 @pytest.mark.timeout(120)
@@ -60,7 +61,9 @@ def test_serializable_reads_from_a_partitioned_member_are_flagged(tmp_path: Path
     assert run.result.per_key["nemesis/k0"].verdict is Verdict.VIOLATION, why
     # The explanation names the stale value, and its window is small enough to read.
     k0 = run.result.per_key["nemesis/k0"]
-    assert k0.explanation and k0.window and len(k0.window) <= 10, why
+    assert k0.explanation, why
+    assert k0.window, why
+    assert len(k0.window) <= 10, why
 
 
 @pytest.mark.soak

@@ -68,7 +68,8 @@ def test_raftkv_verify_against_a_running_cluster(
     with Client(small_cluster.endpoints()) as c:
         assert c.list(prefix) == []  # cleaned up
         got = c.get("user/key")  # and nothing else touched
-        assert got is not None and got.value == b"untouched"
+        assert got is not None
+        assert got.value == b"untouched"
 
 
 def test_raftkv_verify_unreachable_cluster_exits_nonzero(tmp_path: Path) -> None:

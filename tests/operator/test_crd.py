@@ -10,7 +10,15 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from crd_schema import CHART_CRD, MANIFEST_CRD, apply_defaults, errors, load_crd, version_schema
+
+from support.crd_schema import (
+    CHART_CRD,
+    MANIFEST_CRD,
+    apply_defaults,
+    errors,
+    load_crd,
+    version_schema,
+)
 
 KUBERNETES_VERSION = "1.30"
 

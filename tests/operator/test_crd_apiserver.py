@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
-from cel_rules import RuleError, evaluate, node_at, rules
-from crd_schema import (
+
+from support.cel_rules import RuleError, evaluate, node_at, rules
+from support.crd_schema import (
     CHART_CRD,
     MANIFEST_CRD,
     ObjectSchema,
@@ -28,7 +29,7 @@ from crd_schema import (
     load_crd,
     version_schema,
 )
-from structural import check_crd, check_schema
+from support.structural import check_crd, check_schema
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "manifests" / "examples" / "raftkv.yaml"
@@ -84,7 +85,8 @@ def test_the_crd_a_real_apiserver_refused_is_refused_with_its_words() -> None:
 
 def test_the_crd_carries_a_revision_the_operator_can_check(crd: JSON) -> None:
     revision = crd["metadata"]["annotations"]["raftkv.dev/crd-revision"]
-    assert revision.isdigit() and int(revision) >= 2
+    assert revision.isdigit()
+    assert int(revision) >= 2
 
 
 # ------------------------------------------------------------------ CEL rules
@@ -109,6 +111,7 @@ def test_every_rule_holds_for_the_defaults_at_and_below_its_node(rule: Any, sche
         assert evaluate(rule.rule, node["default"], node["default"])
     # ... and as it checks objects: a node that is absent, or present but empty,
     # gets its nested defaults first.
+    written: JSON
     for written in ({}, node.get("default", {})):
         value = apply_defaults(node, copy.deepcopy(written))
         assert evaluate(rule.rule, value, value if rule.is_transition else None)
@@ -280,7 +283,7 @@ def test_the_checker_refuses_what_the_apiserver_refuses(
 
 
 def test_a_map_list_key_needs_a_default_or_required() -> None:
-    schema = {
+    schema: JSON = {
         "type": "object",
         "properties": {
             "items": {

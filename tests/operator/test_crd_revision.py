@@ -9,10 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from crd_schema import CHART_CRD, load_crd
-from kube_emulator import EmulatorThread, KubeEmulator
-from operator_harness import OperatorThread, crd_schema
-from structural import check_crd
 
 from raftkv_operator.crd import (
     REQUIRED_REVISION,
@@ -22,6 +18,10 @@ from raftkv_operator.crd import (
 )
 from raftkv_operator.main import StartupRefused
 from raftkv_operator.reconcile import OperatorConfig
+from support.crd_schema import CHART_CRD, load_crd
+from support.kube_emulator import EmulatorThread, KubeEmulator
+from support.operator_harness import OperatorThread, crd_schema
+from support.structural import check_crd
 
 
 def with_revision(value: Any) -> dict[str, Any]:
@@ -43,7 +43,8 @@ def test_a_crd_without_the_annotation_is_the_first_release() -> None:
     problem = crd_problem(with_revision(None))
     assert problem is not None
     assert f"is revision 1, this operator needs revision {REQUIRED_REVISION}" in problem
-    assert "kubectl apply --server-side" in problem and "helm never upgrades crds/" in problem
+    assert "kubectl apply --server-side" in problem
+    assert "helm never upgrades crds/" in problem
 
 
 @pytest.mark.parametrize(
@@ -56,7 +57,8 @@ def test_newer_revisions_run_older_and_unreadable_ones_do_not(value: str, allowe
 
 def test_a_missing_crd_is_refused_with_the_way_to_install_it() -> None:
     problem = crd_problem(None)
-    assert problem is not None and "is not installed" in problem
+    assert problem is not None
+    assert "is not installed" in problem
 
 
 def test_the_operator_stops_at_start_against_an_older_crd() -> None:

@@ -133,27 +133,33 @@ def test_wait_and_done_touch_nothing() -> None:
     for action, outcome in ((Wait(Reason.POD_NOT_READY), Outcome.WAIT), (Done(), Outcome.DONE)):
         result, kube, admin, events = run(action)
         assert result.outcome is outcome
-        assert kube.calls == [] and admin.calls == [] and events == []
+        assert kube.calls == []
+        assert admin.calls == []
+        assert events == []
 
 
 def test_update_status_writes_bookkeeping_with_the_read_resource_version() -> None:
     result, kube, _, events = run(UpdateStatus(BOOK, Reason.SCALING_UP, "adding 2"))
-    assert result.outcome is Outcome.ACTED and result.resource_version == "8"
+    assert result.outcome is Outcome.ACTED
+    assert result.resource_version == "8"
     ((op, status, rv),) = kube.calls
-    assert op == "status" and rv == "7"
+    assert op == "status"
+    assert rv == "7"
     assert bookkeeping_from_status(status) == BOOK
     assert events == [("Normal", "ScalingUp", "adding 2")]
 
 
 def test_a_stale_status_is_a_conflict_not_a_write() -> None:
     result, _, _, events = run(UpdateStatus(BOOK, Reason.SCALING_UP), FakeKube(conflict=True))
-    assert result.outcome is Outcome.CONFLICT and events == []
+    assert result.outcome is Outcome.CONFLICT
+    assert events == []
 
 
 def test_replace_member_persists_the_new_id_and_warns() -> None:
     book = Bookkeeping("u-1", {0: 1, 1: 4}, 5, Change(ChangeKind.REPLACE, 1, 4, old_member_id=2))
     result, kube, admin, events = run(ReplaceMember(1, 2, 4, book))
-    assert result.outcome is Outcome.ACTED and admin.calls == []
+    assert result.outcome is Outcome.ACTED
+    assert admin.calls == []
     assert bookkeeping_from_status(kube.calls[0][1]) == book
     assert events[0][:2] == ("Warning", "ReplacingMember")
 
@@ -173,11 +179,13 @@ def test_create_children_creates_only_what_is_missing_and_adopts_it() -> None:
     ]
     for _, _, obj in kube.calls:
         (ref,) = obj["metadata"]["ownerReferences"]
-        assert ref["uid"] == "u-1" and ref["controller"] is True
+        assert ref["uid"] == "u-1"
+        assert ref["controller"] is True
     sts = kube.calls[-1][2]
     assert sts["spec"]["replicas"] == 1
     ((_, reason, message),) = events
-    assert reason == "ChildrenCreated" and "Secret" not in message
+    assert reason == "ChildrenCreated"
+    assert "Secret" not in message
 
 
 def test_bootstrap_configmap_says_existing_once_bootstrap_is_done() -> None:
@@ -198,7 +206,9 @@ def test_bootstrap_configmap_says_existing_once_bootstrap_is_done() -> None:
 def test_kubernetes_steps(action: Action, call: tuple[Any, ...]) -> None:
     result, kube, admin, events = run(action)
     assert result.outcome is Outcome.ACTED
-    assert kube.calls == [call] and admin.calls == [] and len(events) == 1
+    assert kube.calls == [call]
+    assert admin.calls == []
+    assert len(events) == 1
 
 
 MEMBER_ACTIONS: list[tuple[Action, tuple[Any, ...], str]] = [
@@ -220,10 +230,13 @@ def test_member_steps_are_counted_and_announced(
     before = metrics.count(metrics.MEMBERSHIP_CHANGES, kind)
     result, kube, admin, events = run(action)
     assert result.outcome is Outcome.ACTED
-    assert admin.calls == [call] and kube.calls == []
+    assert admin.calls == [call]
+    assert kube.calls == []
     assert metrics.count(metrics.MEMBERSHIP_CHANGES, kind) == before + 1
     ((kind_, reason, _),) = events
-    assert kind_ == "Normal" and reason[0].isupper() and " " not in reason
+    assert kind_ == "Normal"
+    assert reason[0].isupper()
+    assert " " not in reason
 
 
 @pytest.mark.parametrize(
@@ -253,7 +266,8 @@ def test_repeats_are_success(action: Action, error: RaftKVError) -> None:
 @pytest.mark.parametrize("action", [a for a, _, _ in MEMBER_ACTIONS])
 def test_not_now_is_a_retry(action: Action, error: RaftKVError) -> None:
     result, _, _, events = run(action, admin=FakeAdmin(error))
-    assert result.outcome is Outcome.RETRY and events == []
+    assert result.outcome is Outcome.RETRY
+    assert events == []
 
 
 def test_a_refused_id_is_a_retry_with_a_warning() -> None:
@@ -266,7 +280,9 @@ def test_a_refused_id_is_a_retry_with_a_warning() -> None:
 
 def test_quorum_lost_is_announced_once_per_outage() -> None:
     result, kube, admin, events = run(SetQuorumLost("1 of 3 voters healthy"))
-    assert result.outcome is Outcome.WAIT and kube.calls == [] and admin.calls == []
+    assert result.outcome is Outcome.WAIT
+    assert kube.calls == []
+    assert admin.calls == []
     assert [e[:2] for e in events] == [("Warning", "QuorumLost")]
     lost = {"conditions": [{"type": "Available", "status": "False", "reason": "QuorumLost"}]}
     _, _, _, events = run(SetQuorumLost("still"), status=lost)

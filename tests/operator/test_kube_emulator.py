@@ -18,26 +18,17 @@ import kopf
 import kubernetes
 import kubernetes_validate
 import pytest
-from crd_schema import ObjectSchema, load_crd
 from kmock._internal.k8s import KubernetesError
-from kube_emulator import CRDS, CustomSchema, EmulatorThread, KubeEmulator
 from kubernetes.client import ApiClient, ApiException
-from structural import check_crd
 
-NS = "default"
+from support.crd_schema import load_crd
+from support.kube_emulator import CRDS, EmulatorThread, KubeEmulator
+from support.operator_harness import NS, crd_schema, start_emulator
+from support.structural import check_crd
+from support.wait import wait_for
+
 GROUP, VERSION, PLURAL = "raftkv.dev", "v1alpha1", "raftkvs"
 T = TypeVar("T")
-
-
-def crd_schema(schema: dict[str, Any]) -> CustomSchema:
-    """Defaulting, pruning, OpenAPI and CEL validation, as the apiserver applies them."""
-    return CustomSchema(admit=ObjectSchema(schema).admit)
-
-
-def start_emulator(**options: Any) -> EmulatorThread:
-    emulator = KubeEmulator(**options)
-    emulator.register_crd(load_crd(), crd_schema, check_crd)
-    return EmulatorThread(emulator)
 
 
 @pytest.fixture
@@ -53,18 +44,6 @@ def api(server: EmulatorThread) -> Iterator[ApiClient]:
     config = kubernetes.client.Configuration(host=server.url)
     with ApiClient(config) as client:
         yield client
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 10.0) -> T:
-    """Poll ``probe`` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def status_of(fn: Callable[[], Any]) -> int:
@@ -228,7 +207,9 @@ def test_create_get_list_patch_delete(api: ApiClient, kind: str) -> None:
 
     created = meta(k.create(body))
     assert created["namespace"] == NS  # taken from the URL: the body had none
-    assert created["uid"] and created["creationTimestamp"] and created["generation"] == 1
+    assert created["uid"]
+    assert created["creationTimestamp"]
+    assert created["generation"] == 1
 
     assert meta(k.read(name))["uid"] == created["uid"]
     assert names(k.list()) == [name]
@@ -293,7 +274,9 @@ def test_generate_name_and_conflicts(api: ApiClient) -> None:
     body = {"metadata": {"generateName": "event-"}, "involvedObject": {"name": "x"}}
     a = core.create_namespaced_event(NS, body).metadata.name
     b = core.create_namespaced_event(NS, body).metadata.name
-    assert a != b and a.startswith("event-") and b.startswith("event-")
+    assert a != b
+    assert a.startswith("event-")
+    assert b.startswith("event-")
     core.create_namespaced_config_map(NS, {"metadata": {"name": "same"}})
     twice = lambda: core.create_namespaced_config_map(NS, {"metadata": {"name": "same"}})  # noqa: E731
     assert status_of(twice) == 409
@@ -322,7 +305,8 @@ def test_status_subresource_is_isolated(api: ApiClient) -> None:
     main = custom.patch_namespaced_custom_object(
         GROUP, VERSION, NS, PLURAL, "kv", {"spec": {"replicas": 5}, "status": {"replicas": 1}}
     )
-    assert main["spec"]["replicas"] == 5 and "status" not in main
+    assert main["spec"]["replicas"] == 5
+    assert "status" not in main
     assert main["metadata"]["generation"] == 2
     status = custom.patch_namespaced_custom_object_status(
         GROUP, VERSION, NS, PLURAL, "kv", {"spec": {"replicas": 1}, "status": {"replicas": 2}}
@@ -349,14 +333,12 @@ def test_crd_defaults_and_validation_apply(api: ApiClient) -> None:
 
 def rejection(fn: Callable[[], Any]) -> dict[str, Any]:
     """The Status body of a refused request."""
-    try:
+    with pytest.raises(ApiException) as refused:
         fn()
-    except ApiException as exc:
-        assert exc.status == 422, exc
-        body = json.loads(exc.body)
-        assert isinstance(body, dict)
-        return body
-    raise AssertionError("the request was accepted")
+    assert refused.value.status == 422, refused.value
+    body = json.loads(refused.value.body)
+    assert isinstance(body, dict)
+    return body
 
 
 def test_a_cel_rule_refuses_with_the_apiservers_message_and_causes(api: ApiClient) -> None:
@@ -440,7 +422,8 @@ def test_unknown_fields_are_pruned_as_the_apiserver_prunes_them(api: ApiClient) 
 
 def test_the_crd_is_served_and_a_refused_crd_is_not_registered(server: EmulatorThread) -> None:
     stored = server.emulator._stored(CRDS, None, "raftkvs.raftkv.dev")
-    assert stored is not None and stored["spec"]["group"] == GROUP
+    assert stored is not None
+    assert stored["spec"]["group"] == GROUP
     assert {"type": "Established", "status": "True"}.items() <= stored["status"]["conditions"][
         1
     ].items()
@@ -469,7 +452,8 @@ def test_scale_subresource_on_raftkv_and_statefulset(api: ApiClient) -> None:
         GROUP, VERSION, NS, PLURAL, "kv", {"spec": {"replicas": 5}}
     )
     obj = custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "kv")
-    assert obj["spec"]["replicas"] == 5 and obj["metadata"]["generation"] == 2
+    assert obj["spec"]["replicas"] == 5
+    assert obj["metadata"]["generation"] == 2
 
     apps = kubernetes.client.AppsV1Api(api)
     apps.create_namespaced_stateful_set(NS, statefulset())
@@ -485,7 +469,8 @@ def test_discovery_lists_raftkv_with_its_subresources(api: ApiClient) -> None:
     found = json.loads(response.data)
     resources = {r["name"]: r for r in found["resources"]}
     assert {"raftkvs", "raftkvs/status", "raftkvs/scale"} <= set(resources)
-    assert resources["raftkvs"]["kind"] == "RaftKV" and resources["raftkvs"]["namespaced"]
+    assert resources["raftkvs"]["kind"] == "RaftKV"
+    assert resources["raftkvs"]["namespaced"]
     assert resources["raftkvs"]["shortNames"] == ["rkv"]
 
 
@@ -607,7 +592,8 @@ def test_watch_sends_bookmarks_and_ends_at_timeout_seconds() -> None:
         with urllib.request.urlopen(url, timeout=10) as response:
             lines = [json.loads(line) for line in response if line.strip()]
         assert time.monotonic() - started < 5
-        assert lines and all(line["type"] == "BOOKMARK" for line in lines)
+        assert lines
+        assert all(line["type"] == "BOOKMARK" for line in lines)
         assert lines[0]["object"]["kind"] == "ConfigMap"
         # The newest write so far: registering the RaftKV CRD stored the CRD object.
         crd = running.emulator._stored(CRDS, None, "raftkvs.raftkv.dev")
@@ -697,16 +683,16 @@ def test_minimal_kopf_lifecycle(server: EmulatorThread, api: ApiClient) -> None:
             except ApiException:
                 return None
 
-        cm = wait_for("the adopted ConfigMap", child)
+        cm = wait_for("the adopted ConfigMap", child, timeout=10, interval=0.02)
         (ref,) = cm.metadata.owner_references
         assert (ref.kind, ref.name, ref.uid, ref.controller) == ("RaftKV", "kv", uid, True)
         kubernetes_validate.validate(api.sanitize_for_serialization(cm), "1.30", strict=True)
 
         def status() -> Any:
-            obj = custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "kv")
+            obj: Any = custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "kv")
             return obj if obj.get("status", {}).get("leader") == "Created" else None
 
-        obj = wait_for("the status patch", status)
+        obj = wait_for("the status patch", status, timeout=10, interval=0.02)
         assert obj["metadata"]["finalizers"]  # kopf's, because of the delete handler
 
         custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "kv")
@@ -717,13 +703,17 @@ def test_minimal_kopf_lifecycle(server: EmulatorThread, api: ApiClient) -> None:
             )
             return code == 404
 
-        wait_for("the RaftKV to be deleted", gone)
+        wait_for("the RaftKV to be deleted", gone, timeout=10, interval=0.02)
         assert deleted.is_set()
-        wait_for("the child to be garbage-collected", lambda: child() is None)
+        wait_for(
+            "the child to be garbage-collected", lambda: child() is None, timeout=10, interval=0.02
+        )
 
-        def events() -> list[tuple[str, str]]:
+        def events() -> list[tuple[str | None, str | None]]:
             found = core.list_namespaced_event(NS).items
             return [(e.reason, e.type) for e in found if e.involved_object.uid == uid]
 
         # kopf posts Events in the background, each a generateName'd create.
-        assert ("ChildCreated", "Normal") in wait_for("the Event", events)
+        assert ("ChildCreated", "Normal") in wait_for(
+            "the Event", events, timeout=10, interval=0.02
+        )

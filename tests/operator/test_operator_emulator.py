@@ -1,102 +1,30 @@
 """The operator's kopf handlers against the Kubernetes API stand-in.
 
 The real operator runs (``raftkv_operator.main.run`` in a thread); only the members
-are played by :class:`FakeMembers`, a tiny in-memory Raft configuration reached
-through the same probe/admin protocols the HTTP implementations serve. Every owned
+are played by :class:`~support.fake_members.FakeMembers`, a tiny in-memory Raft
+configuration reached through the same probe/admin protocols the HTTP implementations
+serve. Every owned
 object is validated against the official Kubernetes 1.30 schemas.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import kubernetes
 import kubernetes_validate
 import pytest
-from kube_emulator import EmulatorThread
 from kubernetes.client import ApiClient, ApiException
-from operator_harness import NS, OperatorThread, start_emulator, wait_for
 
-from raftkv.client import Member, NotFound, Progress, StatusInfo
 from raftkv_operator import metrics
-from raftkv_operator.model import PlannerConfig
-from raftkv_operator.naming import GROUP, PLURAL, VERSION, Addressing
-from raftkv_operator.reconcile import OperatorConfig
+from raftkv_operator.naming import GROUP, PLURAL, VERSION
+from support.fake_members import CONFIG, FakeMembers, ready_pod
+from support.kube_emulator import EmulatorThread
+from support.operator_harness import NS, OperatorThread, start_emulator
+from support.wait import wait_for
 
 K8S_VERSION = "1.30"
-ADDRESSING = Addressing(
-    peer_url_template="http://{name}-{ordinal}.fake:2380",
-    client_url_template="http://{name}-{ordinal}.fake:2379",
-)
-CONFIG = OperatorConfig(
-    addressing=ADDRESSING,
-    planner=PlannerConfig(stabilization_seconds=0.0),
-    interval=0.2,
-)
-
-
-class FakeMembers:
-    """Members that exist once their pod is "running" (``start``); the leader is
-    member 1 at ordinal 0. Adding a learner makes it a member at once."""
-
-    def __init__(self) -> None:
-        self.running: dict[int, int] = {}  # ordinal → member id (0 = waiting to join)
-        self.config: dict[int, tuple[str, str, bool]] = {}  # id → (name, peer URL, learner)
-        self.calls: list[tuple[str, int]] = []
-
-    def start(self, ordinal: int, member_id: int) -> None:
-        self.running[ordinal] = member_id
-        if member_id == 1 and not self.config:
-            self.config[1] = ("kv-0", ADDRESSING.peer_url("kv", NS, 0), False)
-
-    def _ordinal(self, url: str) -> int:
-        return int(url.split(".fake")[0].rsplit("-", 1)[1])
-
-    async def status(self, url: str) -> StatusInfo | None:
-        k = self._ordinal(url)
-        if k not in self.running:
-            return None
-        member_id = self.running[k]
-        members = [
-            Member(i, name, [peer], [], learner)
-            for i, (name, peer, learner) in sorted(self.config.items())
-        ]
-        return StatusInfo(
-            id=member_id,
-            name=f"kv-{k}",
-            role="leader" if member_id == 1 else "follower",
-            leader=1,
-            term=2,
-            commit_index=10,
-            applied_index=10,
-            last_index=10,
-            snapshot_index=0,
-            members=members,
-            progress={i: Progress(10, 11, "replicate", m[2], True) for i, m in self.config.items()},
-        )
-
-    async def ready(self, url: str) -> bool:
-        return self.running.get(self._ordinal(url), 0) in self.config
-
-    # MemberAdmin
-
-    async def add_learner(self, member_id: int, name: str, peer_url: str, client_url: str) -> None:
-        self.calls.append(("add_learner", member_id))
-        self.config[member_id] = (name, peer_url, True)
-
-    async def promote(self, member_id: int) -> None:
-        self.calls.append(("promote", member_id))
-        name, peer, _ = self.config[member_id]
-        self.config[member_id] = (name, peer, False)
-
-    async def remove(self, member_id: int) -> None:
-        self.calls.append(("remove", member_id))
-        if self.config.pop(member_id, None) is None:
-            raise NotFound("not_found", "gone", 404)
-
-    async def transfer(self, to_id: int) -> None:
-        self.calls.append(("transfer", to_id))
 
 
 @pytest.fixture
@@ -127,36 +55,6 @@ def raftkv(replicas: int) -> dict[str, Any]:
     }
 
 
-def ready_pod(api: ApiClient, ordinal: int) -> None:
-    """What the StatefulSet controller and kubelet would do for one pod."""
-    core = kubernetes.client.CoreV1Api(api)
-    labels = {"app.kubernetes.io/name": "raftkv", "app.kubernetes.io/instance": "kv"}
-    name = f"kv-{ordinal}"
-    core.create_namespaced_pod(
-        NS,
-        {
-            "metadata": {"name": name, "labels": labels},
-            "spec": {"containers": [{"name": "raftkv", "image": "raftkv:test"}]},
-        },
-    )
-    core.patch_namespaced_pod_status(
-        name,
-        NS,
-        {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}},
-        _content_type="application/merge-patch+json",
-    )
-    core.create_namespaced_persistent_volume_claim(
-        NS,
-        {
-            "metadata": {"name": f"data-kv-{ordinal}", "labels": labels},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-    )
-
-
 class Cluster:
     def __init__(self, api: ApiClient) -> None:
         self.api = api
@@ -166,15 +64,13 @@ class Cluster:
         self.custom = kubernetes.client.CustomObjectsApi(api)
 
     def raftkv(self) -> dict[str, Any]:
-        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, NS, PLURAL, "kv"
-        )
-        return obj
+        obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "kv")
+        return cast("dict[str, Any]", obj)  # the client types custom objects as object
 
     def status(self) -> dict[str, Any]:
         return dict(self.raftkv().get("status") or {})
 
-    def events(self, uid: str) -> list[tuple[str, str]]:
+    def events(self, uid: str) -> list[tuple[str | None, str | None]]:
         return [
             (e.reason, e.type)
             for e in self.core.list_namespaced_event(NS).items
@@ -205,7 +101,7 @@ def test_create_bootstrap_scale_and_delete(server: EmulatorThread, api: ApiClien
         uid = created["metadata"]["uid"]
 
         # Bootstrap is recorded before anything exists, then the children appear.
-        owned = wait_for("the owned objects", lambda: _all(cluster.owned))
+        owned = wait_for("the owned objects", lambda: _all(cluster.owned), ignore=ApiException)
         for obj in owned:
             plain = api.sanitize_for_serialization(obj)
             kubernetes_validate.validate(plain, K8S_VERSION, strict=True)
@@ -217,15 +113,18 @@ def test_create_bootstrap_scale_and_delete(server: EmulatorThread, api: ApiClien
                 True,
             )
         peer, client, secret, bootstrap, pdb, sts = owned
-        assert peer.spec.cluster_ip == "None" and peer.spec.publish_not_ready_addresses
+        assert peer.spec.cluster_ip == "None"
+        assert peer.spec.publish_not_ready_addresses
         assert not client.spec.publish_not_ready_addresses
         assert secret.data["peer-secret"]
         assert bootstrap.data == {"initial-cluster-state": "new"}
         assert pdb.spec.max_unavailable == 1
-        assert sts.spec.replicas == 1 and sts.spec.pod_management_policy == "Parallel"
+        assert sts.spec.replicas == 1
+        assert sts.spec.pod_management_policy == "Parallel"
         pod = sts.spec.template.spec
         assert pod.security_context.run_as_non_root
-        assert pod.tolerations[0].key == "dedicated" and pod.node_selector == {"disk": "ssd"}
+        assert pod.tolerations[0].key == "dedicated"
+        assert pod.node_selector == {"disk": "ssd"}
         (container,) = pod.containers
         assert container.image == "raftkv:test"
         env = {e.name: e for e in container.env}
@@ -236,7 +135,8 @@ def test_create_bootstrap_scale_and_delete(server: EmulatorThread, api: ApiClien
         assert container.readiness_probe.http_get.path == "/readyz"
         assert container.startup_probe.http_get.path == "/healthz"
         status = cluster.status()
-        assert status["clusterID"] == uid and status["memberIDs"] == [{"ordinal": 0, "id": 1}]
+        assert status["clusterID"] == uid
+        assert status["memberIDs"] == [{"ordinal": 0, "id": 1}]
         assert status["inFlight"]["kind"] == "Bootstrap"
 
         # Pod 0 comes up as member 1 and leads: bootstrap ends, the ConfigMap flips.
@@ -255,11 +155,13 @@ def test_create_bootstrap_scale_and_delete(server: EmulatorThread, api: ApiClien
             )
             return s if ok and not s.get("inFlight") else None
 
-        status = wait_for("bootstrap to finish", in_sync)
+        status = wait_for("bootstrap to finish", in_sync, ignore=ApiException)
         assert condition(status, "Available")["status"] == "True"
         assert condition(status, "Degraded")["status"] == "False"
-        assert status["leader"] == "kv-0" and status["leaderID"] == 1
-        assert status["replicas"] == 1 and status["readyReplicas"] == 1
+        assert status["leader"] == "kv-0"
+        assert status["leaderID"] == 1
+        assert status["replicas"] == 1
+        assert status["readyReplicas"] == 1
         assert status["members"] == [
             {"id": 1, "name": "kv-0", "peerURL": "http://kv-0.fake:2380", "learner": False}
         ]
@@ -271,26 +173,33 @@ def test_create_bootstrap_scale_and_delete(server: EmulatorThread, api: ApiClien
                 cluster.core.read_namespaced_config_map("kv-bootstrap", NS).data
                 == {"initial-cluster-state": "existing"}
             ),
+            ignore=ApiException,
         )
 
         # Scale up through the scale subresource, as `kubectl scale` does.
         cluster.custom.patch_namespaced_custom_object_scale(
             GROUP, VERSION, NS, PLURAL, "kv", {"spec": {"replicas": 2}}
         )
-        wait_for("the learner to be added", lambda: ("add_learner", 2) in fake.calls)
+        wait_for(
+            "the learner to be added", lambda: ("add_learner", 2) in fake.calls, ignore=ApiException
+        )
         wait_for(
             "the StatefulSet to grow",
             lambda: cluster.apps.read_namespaced_stateful_set("kv", NS).spec.replicas == 2,
+            ignore=ApiException,
         )
         ready_pod(api, 1)
         fake.start(1, 2)
-        wait_for("the learner to be promoted", lambda: ("promote", 2) in fake.calls)
-        status = wait_for("scale-up to finish", in_sync)
+        wait_for(
+            "the learner to be promoted", lambda: ("promote", 2) in fake.calls, ignore=ApiException
+        )
+        status = wait_for("scale-up to finish", in_sync, ignore=ApiException)
         assert status["memberIDs"] == [{"ordinal": 0, "id": 1}, {"ordinal": 1, "id": 2}]
-        assert status["nextMemberID"] == 3 and status["observedGeneration"] == 2
+        assert status["nextMemberID"] == 3
+        assert status["observedGeneration"] == 2
         assert metrics.count(metrics.MEMBERSHIP_CHANGES, "add_learner") == adds_before + 1
 
-        events = wait_for("the Events", lambda: _enough(cluster.events(uid)))
+        events = wait_for("the Events", lambda: _enough(cluster.events(uid)), ignore=ApiException)
         for reason in ("Bootstrapping", "ChildrenCreated", "Bootstrapped", "ScalingUp"):
             assert has(reason, events), (reason, events)
         for reason in ("LearnerAdded", "LearnerPromoted", "MemberAdded"):
@@ -299,12 +208,15 @@ def test_create_bootstrap_scale_and_delete(server: EmulatorThread, api: ApiClien
 
         # Deletion: kopf's finalizer runs our handler (PVCs go), children are collected.
         cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "kv")
-        wait_for("the RaftKV to be gone", lambda: _gone(cluster.raftkv), timeout=30)
+        wait_for(
+            "the RaftKV to be gone", lambda: _gone(cluster.raftkv), timeout=30, ignore=ApiException
+        )
         wait_for(
             "the PVCs to be deleted",
             lambda: not cluster.core.list_namespaced_persistent_volume_claim(NS).items,
+            ignore=ApiException,
         )
-        wait_for("the children to be collected", lambda: not _any(cluster))
+        wait_for("the children to be collected", lambda: not _any(cluster), ignore=ApiException)
 
 
 def _all(read: Any) -> list[Any] | None:
@@ -342,7 +254,7 @@ def _gone(read: Any) -> bool:
     try:
         read()
     except ApiException as exc:
-        return exc.status == 404
+        return bool(exc.status == 404)
     return False
 
 

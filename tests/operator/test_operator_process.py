@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,25 +23,20 @@ from typing import Any
 
 import kubernetes
 import pytest
-from crd_schema import load_crd
-from kube_emulator import EmulatorThread, KubeEmulator
-from kubernetes.client import ApiClient
-from operator_harness import NS, crd_schema, start_emulator, wait_for
-from structural import check_crd
+from kubernetes.client import ApiClient, ApiException
 
 from raftkv_operator.crd import REVISION_ANNOTATION
 from raftkv_operator.main import CHATTY_LOGGERS, EXIT_REFUSED, configure_logging
 from raftkv_operator.naming import GROUP, PLURAL, VERSION
+from support.crd_schema import load_crd
+from support.kube_emulator import EmulatorThread, KubeEmulator
+from support.members import free_port
+from support.operator_harness import NS, crd_schema, start_emulator
+from support.structural import check_crd
+from support.wait import wait_for
 
 #: Far below the kubelet's 30 s grace period; a clean stop takes well under a second.
 STOP_WITHIN = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def write_kubeconfig(path: Path, server: str) -> Path:
@@ -120,7 +114,7 @@ def test_signal_stops_the_operator_promptly(sig: signal.Signals, tmp_path: Path)
                 except OSError:  # not listening yet (URLError, connection reset, ...)
                     return False
 
-            wait_for("the operator's liveness endpoint", healthy)
+            wait_for("the operator's liveness endpoint", healthy, ignore=ApiException)
 
             # A RaftKV, reconciled through both clients: its StatefulSet shows that kopf
             # logged in and watches, and that the kubernetes client writes.
@@ -128,7 +122,11 @@ def test_signal_stops_the_operator_promptly(sig: signal.Signals, tmp_path: Path)
                 custom = kubernetes.client.CustomObjectsApi(api)
                 custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, raftkv())
                 apps = kubernetes.client.AppsV1Api(api)
-                wait_for("the StatefulSet", lambda: apps.read_namespaced_stateful_set("kv", NS))
+                wait_for(
+                    "the StatefulSet",
+                    lambda: apps.read_namespaced_stateful_set("kv", NS),
+                    ignore=ApiException,
+                )
 
             started = time.monotonic()
             proc.send_signal(sig)

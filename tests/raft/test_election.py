@@ -78,7 +78,8 @@ def test_5_2_candidate_refused_by_majority_returns_to_follower() -> None:
     net.clear_log()
     net.campaign(1)
     rejects = [m for m in net.delivered if m.type == MT.VOTE_RESP and m.to == 1]
-    assert len(rejects) == 2 and all(m.reject for m in rejects)
+    assert len(rejects) == 2
+    assert all(m.reject for m in rejects)
     assert net.nodes[1].role == Role.FOLLOWER
     # 1 never heard of term 2, so it campaigned in the leader's own term and lost.
     assert net.nodes[1].term == 2
@@ -126,7 +127,8 @@ def test_5_1_stale_leader_learns_new_term_from_response_to_its_heartbeat() -> No
     net.hold(MT.HEARTBEAT, frm=2)  # only the stale leader talks
     net.tick(ids=[1])
     stale = [m for m in net.delivered if m.type == MT.APP_RESP and m.to == 1]
-    assert stale and stale[0].term == 3
+    assert stale
+    assert stale[0].term == 3
     assert net.nodes[1].role == Role.FOLLOWER
     assert net.nodes[1].term == 3
 
@@ -174,7 +176,8 @@ def test_5_2_vote_survives_restart() -> None:
     assert net.storage[3].hard_state.vote == 1
     net.crash(3)
     n3 = net.restart(3)
-    assert n3.hard_state.term == 2 and n3.hard_state.vote == 1
+    assert n3.hard_state.term == 2
+    assert n3.hard_state.vote == 1
     n3.step(_vote(3, 2, term=2))
     assert _vote_answer(net, 3).reject
 
@@ -264,10 +267,12 @@ def test_prevote_rejected_with_higher_term_makes_precandidate_follow() -> None:
     net.clear_log()
     net.campaign(3)
     rejects = [m for m in net.delivered if m.type == MT.PRE_VOTE_RESP and m.to == 3]
-    assert rejects and all(m.reject and m.term == 3 for m in rejects)
+    assert rejects
+    assert all(m.reject and m.term == 3 for m in rejects)
     assert net.nodes[3].role == Role.FOLLOWER
     assert net.nodes[3].term == 3
-    assert net.leader() == 2 and net.nodes[2].term == 3
+    assert net.leader() == 2
+    assert net.nodes[2].term == 3
 
 
 def test_prevote_from_an_older_term_is_refused_with_the_current_term() -> None:
@@ -280,8 +285,10 @@ def test_prevote_from_an_older_term_is_refused_with_the_current_term() -> None:
     net.clear_log()
     net.campaign(3)
     rejects = net.msgs(MT.PRE_VOTE_RESP, to=3)
-    assert rejects and all(m.reject and m.term == 4 for m in rejects)
-    assert net.nodes[3].term == 4 and net.leader() == 1
+    assert rejects
+    assert all(m.reject and m.term == 4 for m in rejects)
+    assert net.nodes[3].term == 4
+    assert net.leader() == 1
 
 
 @pytest.mark.parametrize("mtype", [MT.APP, MT.HEARTBEAT, MT.SNAP])
@@ -290,11 +297,13 @@ def test_5_2_candidate_steps_down_for_a_leader_of_its_term(mtype: MessageType) -
     for i in net.ids:
         net.isolate(i)
     net.campaign(3)
-    assert net.nodes[3].role == Role.CANDIDATE and net.nodes[3].term == 2
+    assert net.nodes[3].role == Role.CANDIDATE
+    assert net.nodes[3].term == 2
     # 1 won term 2 elsewhere (with 2's vote) and reaches 3.
     net.nodes[3].step(Message(mtype, to=3, sender=1, term=2, index=3, log_term=1))
     assert net.nodes[3].status().role == Role.FOLLOWER
-    assert net.nodes[3].leader == 1 and net.nodes[3].term == 2
+    assert net.nodes[3].leader == 1
+    assert net.nodes[3].term == 2
 
 
 def test_check_quorum_isolated_leader_steps_down() -> None:
@@ -328,7 +337,8 @@ def test_check_quorum_followers_in_lease_ignore_vote_requests() -> None:
     assert net.nodes[3].term == 3
     assert net.count(MT.VOTE_RESP) == 0  # no answer at all: ignored, not refused
     assert net.nodes[1].role == Role.LEADER
-    assert net.nodes[2].term == 2 and net.nodes[2].hard_state.vote == 1
+    assert net.nodes[2].term == 2
+    assert net.nodes[2].hard_state.vote == 1
 
 
 def test_check_quorum_follower_outside_lease_votes() -> None:
@@ -380,7 +390,8 @@ def test_joined_member_outside_any_configuration_never_campaigns() -> None:
     net.isolate(9)
     net.tick(100, ids=[9])
     node.campaign()
-    assert node.role == Role.FOLLOWER and node.term == 0
+    assert node.role == Role.FOLLOWER
+    assert node.term == 0
 
 
 def test_single_member_elects_itself_at_once() -> None:

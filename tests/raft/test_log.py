@@ -25,7 +25,8 @@ def test_5_3_append_never_overwrites_committed_entries() -> None:
     with pytest.raises(LogError):
         lg.append(ents(2, 3, 1))
     lg.append(ents(2, 4, 1))  # above commit: truncates the uncommitted suffix
-    assert lg.last_index() == 4 and lg.term(4) == 2
+    assert lg.last_index() == 4
+    assert lg.term(4) == 2
 
 
 def test_5_3_append_refuses_gaps() -> None:
@@ -80,10 +81,14 @@ def test_7_restore_replaces_the_log_and_commits_the_snapshot() -> None:
     lg.snapshot_persisted(8)  # not the pending one
     assert lg.pending_snapshot is snap
     lg.snapshot_persisted(9)
-    assert lg.pending_snapshot is None and lg.applied == 9
-    assert lg.term(8) is None and lg.term(9) == 3 and lg.term(10) is None
+    assert lg.pending_snapshot is None
+    assert lg.applied == 9
+    assert lg.term(8) is None
+    assert lg.term(9) == 3
+    assert lg.term(10) is None
     lg.append([Entry(3, 10)])
-    assert lg.is_up_to_date(10, 3) and not lg.is_up_to_date(9, 3)
+    assert lg.is_up_to_date(10, 3)
+    assert not lg.is_up_to_date(9, 3)
 
 
 def test_conf_state_members_lists_voters_and_learners() -> None:

@@ -75,12 +75,14 @@ def test_4_2_1_learner_replicates_but_never_counts_for_commit() -> None:
     # 1 and 4 hold it - two of four members - but only one of three voters.
     assert net.storage[4].entries[-1].data == b"x"
     assert net.nodes[1].commit < net.nodes[1].last_index
-    assert net.data(1) == [b"before"] and net.data(4) == [b"before"]
+    assert net.data(1) == [b"before"]
+    assert net.data(4) == [b"before"]
     net.heal()
     net.tick()
     assert net.data(4) == [b"before", b"x"]
     status = net.nodes[1].status()
-    assert status.progress[4].learner and not status.progress[2].learner
+    assert status.progress[4].learner
+    assert not status.progress[2].learner
 
 
 def test_4_2_1_promote_caught_up_learner() -> None:
@@ -294,7 +296,8 @@ def test_snapshot_records_membership_as_of_its_index() -> None:
     for index, cs in expect.items():
         snap = n1.compact(index, b"")
         assert snap.metadata.conf_state == cs, index
-        assert snap.metadata.index == index and snap.metadata.term == 2
+        assert snap.metadata.index == index
+        assert snap.metadata.term == 2
 
 
 def test_conf_change_codec_round_trips_and_rejects_garbage() -> None:

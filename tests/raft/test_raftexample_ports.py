@@ -41,7 +41,8 @@ def test_propose_on_commit() -> None:
             net.tick()
     log = net.data(1)
     assert len(log) == 3 * rounds
-    assert net.data(2) == log and net.data(3) == log
+    assert net.data(2) == log
+    assert net.data(3) == log
     for i in net.ids:
         mine = [x for x in log if x.startswith(f"{i}:".encode())]
         assert mine == [f"{i}:{k}".encode() for k in range(rounds)]

@@ -53,10 +53,12 @@ def test_bootstrap_first_ready_carries_the_initial_entries_and_hard_state() -> N
     assert decode_conf_change(rd.entries[0].data).context == b"u1"
     assert rd.hard_state == HardState(term=1, vote=NONE, commit=3)
     assert rd.committed_entries == rd.entries
-    assert rd.must_sync and rd.messages == []
+    assert rd.must_sync
+    assert rd.messages == []
     node.advance(rd)
     assert not node.has_ready()
-    assert node.conf_state == conf([1, 2, 3]) and node.applied == 3
+    assert node.conf_state == conf([1, 2, 3])
+    assert node.applied == 3
 
 
 def test_bootstrap_rejects_inconsistent_voters() -> None:
@@ -132,7 +134,9 @@ def test_hard_state_only_when_changed() -> None:
     n2 = net.nodes[2]
     n2.step(Message(MT.HEARTBEAT, to=2, sender=1, term=2, commit=4))
     rd = n2.ready()
-    assert rd.messages and rd.hard_state is None and rd.soft_state is None
+    assert rd.messages
+    assert rd.hard_state is None
+    assert rd.soft_state is None
     assert not rd.must_sync
     n2.advance(rd)
 
@@ -144,14 +148,17 @@ def test_commit_only_hard_state_needs_no_fsync_but_term_vote_and_conf_changes_do
     net = Network([1, 2, 3], pre_vote=False)
     net.nodes[1].campaign()
     rd = net.nodes[1].ready()  # a new term and a vote for itself
-    assert rd.hard_state is not None and rd.vote_changed and rd.must_sync
+    assert rd.hard_state is not None
+    assert rd.vote_changed
+    assert rd.must_sync
     net.handle_ready(1, rd)
     net.stabilize()
     leader = net.nodes[1]
     assert leader.role == Role.LEADER
     leader.propose(b"x")
     rd = leader.ready()
-    assert rd.entries and rd.must_sync
+    assert rd.entries
+    assert rd.must_sync
     net.handle_ready(1, rd)
     while net.queue:  # the followers persist and acknowledge
         net.deliver_one()
@@ -160,7 +167,8 @@ def test_commit_only_hard_state_needs_no_fsync_but_term_vote_and_conf_changes_do
         rd = leader.ready()
         if rd.hard_state is not None and not rd.entries:
             assert rd.hard_state.commit == leader.last_index
-            assert not rd.vote_changed and not rd.must_sync
+            assert not rd.vote_changed
+            assert not rd.must_sync
         net.handle_ready(1, rd)
     # A committed configuration change must be synced even with nothing else to write.
     cc = Ready(committed_entries=[Entry(2, 9, EntryType.CONF_CHANGE, b"")])
@@ -174,7 +182,8 @@ def test_soft_state_reports_leader_changes() -> None:
     node.campaign()
     rd = node.ready()
     assert rd.soft_state is not None
-    assert rd.soft_state.role == Role.LEADER and rd.soft_state.leader == 1
+    assert rd.soft_state.role == Role.LEADER
+    assert rd.soft_state.leader == 1
     # The new leader's empty entry commits once it is on the leader's disk.
     assert rd.hard_state == HardState(term=2, vote=1, commit=1)
     node.advance(rd)
@@ -243,10 +252,12 @@ def test_restart_replays_committed_entries_and_keeps_term_and_vote() -> None:
     node = RawNode.restart(cfg(2), HardState(2, 1, 5), None, _log(6))
     assert (node.term, node.hard_state.vote, node.commit) == (2, 1, 5)
     rd = node.ready()
-    assert rd.hard_state is None and rd.entries == []
+    assert rd.hard_state is None
+    assert rd.entries == []
     assert [e.index for e in rd.committed_entries] == [1, 2, 3, 4, 5]
     assert node.conf_state == conf([1, 2, 3])
-    assert node.role == Role.FOLLOWER and node.leader == NONE
+    assert node.role == Role.FOLLOWER
+    assert node.leader == NONE
 
 
 def test_restart_refuses_a_log_with_a_gap() -> None:
@@ -262,7 +273,8 @@ def test_restart_refuses_entries_not_following_the_snapshot() -> None:
         RawNode.restart(cfg(1), HardState(2, 0, 5), snap, [Entry(2, 7)])
     # Entries covered by the snapshot are skipped, not an error.
     node = RawNode.restart(cfg(1), HardState(2, 0, 5), snap, [*_log(6)])
-    assert node.first_index == 6 and node.last_index == 6
+    assert node.first_index == 6
+    assert node.last_index == 6
 
 
 def test_restart_refuses_commit_beyond_the_last_index() -> None:
@@ -273,7 +285,8 @@ def test_restart_refuses_commit_beyond_the_last_index() -> None:
 
 def test_restart_with_empty_snapshot_is_like_none() -> None:
     node = RawNode.restart(cfg(1), HardState(2, 0, 3), Snapshot(), _log(4))
-    assert node.first_index == 1 and node.commit == 3
+    assert node.first_index == 1
+    assert node.commit == 3
 
 
 # --- garbage from the wire ----------------------------------------------------------
@@ -351,7 +364,8 @@ def test_termless_append_from_the_wire_is_ignored() -> None:
         )
     )
     net.stabilize()
-    assert n2.commit == commit and b"forged" not in net.data(2)
+    assert n2.commit == commit
+    assert b"forged" not in net.data(2)
 
 
 def test_termless_vote_request_does_not_raise() -> None:
@@ -395,7 +409,8 @@ def test_follower_forwards_proposals_to_the_leader() -> None:
     net.nodes[3].propose_batch([b"a", b"b"])
     net.stabilize()
     fwd = net.msgs(MT.PROP_FORWARD, frm=3, to=1)
-    assert len(fwd) == 1 and fwd[0].term == 0
+    assert len(fwd) == 1
+    assert fwd[0].term == 0
     assert all(net.data(i) == [b"a", b"b"] for i in net.ids)
     assert net.dropped_proposals[3] == []
 
@@ -408,7 +423,8 @@ def test_refused_forward_shows_up_in_dropped_proposals() -> None:
     net.elect(2)  # with 1's vote; 3 hears nothing and still believes 1 leads
     net.heal()
     net.cut(2, 3)
-    assert net.nodes[3].leader == 1 and net.nodes[1].role == Role.FOLLOWER
+    assert net.nodes[3].leader == 1
+    assert net.nodes[1].role == Role.FOLLOWER
     net.nodes[3].propose(b"lost")
     net.stabilize()
     assert net.dropped_proposals[3] == [b"lost"]
@@ -425,7 +441,9 @@ def test_forward_to_a_candidate_is_refused() -> None:
     n2.step(Message(MT.PROP_FORWARD, to=2, sender=3, entries=(Entry(0, 0, data=b"p"),)))
     net.process(2)
     back = [m for m in net.queue if m.type == MT.PROP_FORWARD]
-    assert back and back[0].reject and back[0].to == 3
+    assert back
+    assert back[0].reject
+    assert back[0].to == 3
 
 
 def test_leader_accepts_only_normal_entries_from_a_forward() -> None:
@@ -447,14 +465,22 @@ def test_status_reports_progress_only_on_the_leader() -> None:
     net = Network([1, 2, 3])
     net.elect(1)
     st = net.nodes[1].status()
-    assert st.role == Role.LEADER and st.leader == 1 and st.term == 2 and st.vote == 1
+    assert st.role == Role.LEADER
+    assert st.leader == 1
+    assert st.term == 2
+    assert st.vote == 1
     assert set(st.progress) == {1, 2, 3}
     assert all(p.recent_active for p in st.progress.values())
-    assert st.progress[2].match == 4 and st.progress[2].state == ProgressState.REPLICATE
-    assert str(st.role) == "leader" and str(st.progress[2].state) == "replicate"
+    assert st.progress[2].match == 4
+    assert st.progress[2].state == ProgressState.REPLICATE
+    assert str(st.role) == "leader"
+    assert str(st.progress[2].state) == "replicate"
     f = net.nodes[2].status()
     assert f.id == net.nodes[2].id == 2
-    assert f.progress == {} and f.leader == 1 and f.first_index == 1 and f.snapshot_index == 0
+    assert f.progress == {}
+    assert f.leader == 1
+    assert f.first_index == 1
+    assert f.snapshot_index == 0
     net.isolate(3)
     net.tick(10)
     assert not net.nodes[1].status().progress[3].recent_active
@@ -477,7 +503,8 @@ def test_invalid_config_is_refused(bad: dict[str, int]) -> None:
 def test_error_codes_are_distinct() -> None:
     classes = [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, RaftError)]
     # Every refusal of the core lives in errors.py, these two included.
-    assert StorageMismatch in classes and UnsafeConfChange in classes
+    assert StorageMismatch in classes
+    assert UnsafeConfChange in classes
     codes = [c.code for c in classes]
     assert len(codes) == len(set(codes))
 
@@ -492,7 +519,8 @@ def test_stable_index_moves_only_on_advance() -> None:
     e = Entry(2, 5, data=b"a")
     n2.step(Message(MT.APP, to=2, sender=1, term=2, index=4, log_term=2, entries=(e,)))
     rd = n2.ready()
-    assert rd.entries == [e] and n2.stable_index == 4
+    assert rd.entries == [e]
+    assert n2.stable_index == 4
     n2.advance(rd)
     assert n2.stable_index == 5
 

@@ -100,14 +100,17 @@ def test_6_4_new_leader_defers_reads_until_it_commits_an_entry_of_its_term() -> 
     net.hold(MT.APP, frm=2)
     net.campaign(2)
     n2 = net.nodes[2]
-    assert n2.role == Role.LEADER and n2.commit == 5 and n2.last_index == 6
+    assert n2.role == Role.LEADER
+    assert n2.commit == 5
+    assert n2.last_index == 6
     net.tick(ids=[2])  # its heartbeats tell 3 who leads; the appends stay held
     net.clear_log()
     n2.read_index(b"local")
     net.nodes[3].read_index(b"remote")
     net.stabilize()
     # Its commit index (5) may be stale until its own empty entry (6) commits.
-    assert net.read_states[2] == [] and net.read_states[3] == []
+    assert net.read_states[2] == []
+    assert net.read_states[3] == []
     assert not [m for m in net.sent if m.type == MT.HEARTBEAT and m.context]
     net.release()
     assert net.read_states[2] == [ReadState(6, b"local")]

@@ -48,7 +48,8 @@ def test_5_3_followers_learn_commit_from_next_append_or_heartbeat() -> None:
     net.release()
     assert net.nodes[1].commit == net.nodes[1].last_index
     net.tick()  # heartbeat carries the commit index
-    assert net.data(2) == [b"x"] and net.data(3) == [b"x"]
+    assert net.data(2) == [b"x"]
+    assert net.data(3) == [b"x"]
 
 
 def test_5_3_heartbeat_never_commits_beyond_what_the_follower_has() -> None:
@@ -59,7 +60,8 @@ def test_5_3_heartbeat_never_commits_beyond_what_the_follower_has() -> None:
     net.clear_log()
     net.tick()
     hb = net.msgs(MT.HEARTBEAT, to=3)
-    assert hb and all(m.commit <= 4 for m in hb)
+    assert hb
+    assert all(m.commit <= 4 for m in hb)
     assert net.nodes[3].commit == 4
 
 
@@ -71,14 +73,18 @@ def test_5_3_consistency_check_rejects_mismatched_previous_entry() -> None:
     n2.step(Message(MT.APP, to=2, sender=1, term=2, index=4, log_term=5, entries=(Entry(5, 5),)))
     net.process(2)
     resp = net.queue.pop()
-    assert resp.type == MT.APP_RESP and resp.reject
-    assert resp.index == 4 and resp.reject_hint == 4 and resp.log_term == 2
+    assert resp.type == MT.APP_RESP
+    assert resp.reject
+    assert resp.index == 4
+    assert resp.reject_hint == 4
+    assert resp.log_term == 2
     assert n2.last_index == 4
     # prev beyond our log: the hint is our last index.
     n2.step(Message(MT.APP, to=2, sender=1, term=2, index=9, log_term=2))
     net.process(2)
     resp = net.queue.pop()
-    assert resp.reject and resp.reject_hint == 4
+    assert resp.reject
+    assert resp.reject_hint == 4
 
 
 def test_5_3_append_below_commit_is_acknowledged_at_commit() -> None:
@@ -89,7 +95,8 @@ def test_5_3_append_below_commit_is_acknowledged_at_commit() -> None:
     n2.step(Message(MT.APP, to=2, sender=1, term=2, index=1, log_term=1, entries=(Entry(1, 2),)))
     net.process(2)
     resp = net.queue.pop()
-    assert not resp.reject and resp.index == n2.commit == 5
+    assert not resp.reject
+    assert resp.index == n2.commit == 5
 
 
 def test_5_3_conflicting_suffix_is_truncated_and_replaced() -> None:
@@ -175,7 +182,8 @@ def _figure8_until_c(net: Network) -> None:
     net.heal()
     net.hold(MT.APP, frm=5)
     net.campaign(5)
-    assert net.nodes[5].role == Role.LEADER and net.nodes[5].term == 3
+    assert net.nodes[5].role == Role.LEADER
+    assert net.nodes[5].term == 3
     net.nodes[5].propose(b"b")
     net.stabilize()
     net.discard_held()
@@ -194,7 +202,8 @@ def _figure8_until_c(net: Network) -> None:
         if net.nodes[1].role == Role.LEADER:
             break
     term = net.nodes[1].term
-    assert net.nodes[1].role == Role.LEADER and term >= 4
+    assert net.nodes[1].role == Role.LEADER
+    assert term >= 4
     assert net.storage[3].entries[-1] == Entry(2, 7, data=b"a")
 
 
@@ -202,7 +211,8 @@ def test_5_4_2_figure8_leader_never_commits_previous_term_entry_by_counting() ->
     net = Network([1, 2, 3, 4, 5], pre_vote=False, check_quorum=False, max_size_per_msg=1)
     _figure8_until_c(net)
     status = net.nodes[1].status()
-    assert status.progress[3].match == 7 and status.progress[2].match == 8
+    assert status.progress[3].match == 7
+    assert status.progress[2].match == 8
     # Entry 7 (term 2) is on 1, 2 and 3 - a majority - yet must not count as committed.
     assert net.nodes[1].commit == 6
     assert net.data(1) == []
@@ -331,7 +341,8 @@ def test_flow_control_stale_rejections_are_ignored() -> None:
     net.propose(1, b"x")
     n1 = net.nodes[1]
     before = n1.status().progress[2]
-    assert before.state == ProgressState.REPLICATE and before.match == 5
+    assert before.state == ProgressState.REPLICATE
+    assert before.match == 5
     # A rejection of an index the follower has since acknowledged (reordered network).
     n1.step(Message(MT.APP_RESP, to=1, sender=2, term=2, index=4, reject=True, reject_hint=3))
     assert n1.status().progress[2] == before
@@ -353,7 +364,8 @@ def test_batched_proposals_travel_in_one_append_per_follower() -> None:
     net.stabilize()
     for i in (2, 3):
         apps = [m for m in net.msgs(MT.APP, frm=1, to=i) if m.entries]
-        assert len(apps) == 1 and len(apps[0].entries) == 100
+        assert len(apps) == 1
+        assert len(apps[0].entries) == 100
         assert len(net.data(i)) == 100
 
 

@@ -62,7 +62,8 @@ def test_7_follower_behind_first_index_gets_snapshot_then_the_rest() -> None:
     net.clear_log()
     net.tick()
     snaps = net.msgs(MT.SNAP, to=3)
-    assert len(snaps) == 1 and snaps[0].snapshot == snap
+    assert len(snaps) == 1
+    assert snaps[0].snapshot == snap
     assert net.storage[3].snapshot == snap
     assert [e.index for e in net.storage[3].entries] == list(
         range(snap.metadata.index + 1, net.nodes[1].last_index + 1)
@@ -105,7 +106,8 @@ def test_7_failed_snapshot_returns_follower_to_probing() -> None:
     assert n1.status().progress[3].state == ProgressState.SNAPSHOT
     n1.report_snapshot(3, ok=False)
     pr = n1.status().progress[3]
-    assert pr.state == ProgressState.PROBE and pr.next == pr.match + 1
+    assert pr.state == ProgressState.PROBE
+    assert pr.next == pr.match + 1
     n1.report_snapshot(3, ok=False)  # stale report: nothing to do
     net.heal()
     net.tick(2)  # the next heartbeat response triggers a new snapshot
@@ -151,7 +153,8 @@ def test_7_snapshot_only_at_or_below_applied() -> None:
     net.hold(MT.APP_RESP)
     net.propose(1, b"x")
     n1 = net.nodes[1]
-    assert n1.applied == 4 and n1.last_index == 5
+    assert n1.applied == 4
+    assert n1.last_index == 5
     with pytest.raises(CompactionError):
         n1.compact(5, b"")
     n1.compact(4, b"")
@@ -210,7 +213,8 @@ def test_7_stale_snapshot_is_ignored() -> None:
     assert rd.snapshot is None
     assert [(m.type, m.index, m.reject) for m in rd.messages] == [(MT.APP_RESP, 5, False)]
     n2.advance(rd)
-    assert net.storage[2].entries == before and n2.first_index == 1
+    assert net.storage[2].entries == before
+    assert n2.first_index == 1
 
 
 def test_7_snapshot_of_entries_we_already_hold_only_advances_commit() -> None:
@@ -219,10 +223,12 @@ def test_7_snapshot_of_entries_we_already_hold_only_advances_commit() -> None:
     net.hold(MT.APP, to=2, where=lambda m: not m.entries)  # the commit never reaches 2
     net.propose(1, b"x")
     n2 = net.nodes[2]
-    assert n2.commit == 4 and n2.last_index == 5
+    assert n2.commit == 4
+    assert n2.last_index == 5
     n2.step(_snap_msg(5, 2))
     rd = n2.ready()
-    assert rd.snapshot is None and n2.commit == 5
+    assert rd.snapshot is None
+    assert n2.commit == 5
     assert [e.index for e in rd.committed_entries] == [5]
 
 
@@ -256,10 +262,12 @@ def test_7_entries_after_a_snapshot_arrive_before_it_is_persisted() -> None:
         )
     )
     rd = n2.ready()
-    assert rd.snapshot is not None and rd.snapshot.metadata.index == 10
+    assert rd.snapshot is not None
+    assert rd.snapshot.metadata.index == 10
     assert [e.index for e in rd.entries] == [11, 12]
     assert rd.committed_entries == []
-    assert rd.hard_state is not None and rd.hard_state.commit == 12
+    assert rd.hard_state is not None
+    assert rd.hard_state.commit == 12
     net.handle_ready(2, rd)
     rd = n2.ready()
     assert [e.index for e in rd.committed_entries] == [11, 12]
@@ -276,6 +284,8 @@ def test_7_newer_snapshot_supersedes_one_not_yet_persisted() -> None:
     n2.step(_snap_msg(20, 2))
     n2.advance(rd1)  # the old one was persisted meanwhile: it no longer counts
     rd2 = n2.ready()
-    assert rd2.snapshot is not None and rd2.snapshot.metadata.index == 20
+    assert rd2.snapshot is not None
+    assert rd2.snapshot.metadata.index == 20
     n2.advance(rd2)
-    assert n2.applied == 20 and not n2.has_ready()
+    assert n2.applied == 20
+    assert not n2.has_ready()

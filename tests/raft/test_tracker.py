@@ -42,7 +42,8 @@ def test_5_3_reset_probes_everyone_from_just_past_the_last_entry() -> None:
 def test_10_2_1_leader_counts_its_own_entries_only_once_durable() -> None:
     t = ProgressTracker(ConfState((1, 2, 3)), max_inflight=4, active_window=WINDOW)
     t.reset(t.conf, last_index=10, self_id=1, self_stable=7, now=0)
-    assert pr(t, 1).match == 7 and pr(t, 2).match == 0
+    assert pr(t, 1).match == 7
+    assert pr(t, 2).match == 0
 
 
 def test_5_3_committed_is_the_index_a_majority_of_voters_acknowledged() -> None:
@@ -93,8 +94,11 @@ def test_4_1_apply_conf_keeps_survivors_adds_newcomers_forgets_the_removed() -> 
     assert sorted(t) == [1, 2, 5]
     assert pr(t, 2).match == 9  # a survivor keeps its position
     newcomer = pr(t, 5)
-    assert newcomer.is_learner and newcomer.match == 0 and newcomer.next == 12
-    assert newcomer.last_active_tick == 3 and not newcomer.responded
+    assert newcomer.is_learner
+    assert newcomer.match == 0
+    assert newcomer.next == 12
+    assert newcomer.last_active_tick == 3
+    assert not newcomer.responded
     assert t.voters == (1, 2)
 
 
@@ -102,7 +106,8 @@ def test_4_1_promotion_keeps_the_learners_progress() -> None:
     t = tracker(learners=(4,))
     pr(t, 4).maybe_update(10)
     t.apply_conf(ConfState((1, 2, 3, 4)), last_index=10, now=0)
-    assert not pr(t, 4).is_learner and pr(t, 4).match == 10
+    assert not pr(t, 4).is_learner
+    assert pr(t, 4).match == 10
     assert t.committed() == 0  # now 3 of 4 are needed; 2 and 3 hold nothing yet
 
 
@@ -153,13 +158,15 @@ def test_6_2_fresh_progress_is_active_but_not_reachable_until_it_answers() -> No
     t.record_response(99, 1)  # unknown members are ignored
     assert t.reachable(1, 1) == {1, 2}
     assert t.reachable(1, 1 + WINDOW) == {1}
-    assert t.is_active(pr(t, 2), WINDOW) and not t.is_active(pr(t, 2), 1 + WINDOW)
+    assert t.is_active(pr(t, 2), WINDOW)
+    assert not t.is_active(pr(t, 2), 1 + WINDOW)
 
 
 def test_status_view_reports_self_active_and_copies_progress() -> None:
     t = tracker()
     view = t.peer_progress(1, 5 * WINDOW)
-    assert view[1].recent_active and not view[2].recent_active
+    assert view[1].recent_active
+    assert not view[2].recent_active
     assert (view[2].match, view[2].next, view[2].state) == (0, 11, ProgressState.PROBE)
 
 
@@ -173,9 +180,11 @@ def test_flow_control_window_pauses_when_full_and_frees_on_ack() -> None:
     for last in (2, 4, 6):
         assert not p.is_paused()
         p.sent_entries(last)
-    assert p.is_paused() and p.inflights.count() == 3
+    assert p.is_paused()
+    assert p.inflights.count() == 3
     p.free_inflights_to(4)
-    assert not p.is_paused() and p.inflights.count() == 1
+    assert not p.is_paused()
+    assert p.inflights.count() == 1
 
 
 def test_flow_control_heartbeat_answer_frees_one_slot_of_a_full_window() -> None:
@@ -185,7 +194,8 @@ def test_flow_control_heartbeat_answer_frees_one_slot_of_a_full_window() -> None
     p.sent_entries(5)
     assert p.is_paused()
     p.heartbeat_responded()
-    assert not p.is_paused() and p.inflights.count() == 1
+    assert not p.is_paused()
+    assert p.inflights.count() == 1
     p.heartbeat_responded()  # not full: nothing freed
     assert p.inflights.count() == 1
 

@@ -32,7 +32,8 @@ def test_3_10_transfer_to_up_to_date_follower() -> None:
     # The followers are inside 1's lease, yet vote: the old leader asked for this.
     assert net.leader() == 2
     assert net.nodes[2].term == 3
-    assert net.nodes[1].leader == 2 and net.nodes[1].role == Role.FOLLOWER
+    assert net.nodes[1].leader == 2
+    assert net.nodes[1].role == Role.FOLLOWER
     net.propose(2, b"y")
     assert all(net.data(i) == [b"x", b"y"] for i in net.ids)
 

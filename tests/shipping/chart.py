@@ -14,10 +14,10 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import yaml
-from crd_schema import ObjectSchema, prune
-from structural import check_crd
 
 import render_manifests
+from support.crd_schema import ObjectSchema, prune
+from support.structural import check_crd
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "raftkv"

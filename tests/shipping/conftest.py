@@ -1,23 +1,20 @@
-"""Shared set-up of the shipping checks: the tools (helm, kubectl, hadolint) and the
-repository's generators under scripts/, which these tests import by module name."""
+"""Shared set-up of the shipping checks: the tools (helm, kubectl, hadolint).
+
+The repository's generators under scripts/ are imported by module name (``devtools``,
+``render_manifests``: scripts/ is on pytest's ``pythonpath``), and what helm and kubectl
+render goes through the apiserver stand-in's CRD checks (``support.crd_schema``,
+``support.structural``)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = str(REPO / "scripts")
-# The apiserver stand-in's CRD checks (crd_schema, structural) live with the operator
-# tests; the shipping checks put what helm and kubectl render through them too.
-OPERATOR_TESTS = str(REPO / "tests" / "operator")
-for folder in (SCRIPTS, OPERATOR_TESTS):
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
+import devtools
 
-import devtools  # noqa: E402
+# rbac.py's checks of a rendered Role are asserts: keep pytest's messages for them.
+pytest.register_assert_rewrite("shipping.rbac")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client.registry import CollectorRegistry
-from structural import check_crd
 
 import render_manifests
 from raftkv.metrics import Metrics, RaftGauges
 from raftkv_operator import naming as n
 from raftkv_operator import objects as o
+from support.structural import check_crd
 
 from .chart import (
     CHART,
@@ -60,13 +60,15 @@ def test_helm_lint_strict(helm: Path, value_set: str) -> None:
         path.unlink()
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 chart(s) failed" in done.stdout
-    assert "[WARNING]" not in done.stdout and "[ERROR]" not in done.stdout, done.stdout
+    assert "[WARNING]" not in done.stdout, done.stdout
+    assert "[ERROR]" not in done.stdout, done.stdout
 
 
 def test_chart_metadata() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert (chart["apiVersion"], chart["name"]) == ("v2", "raftkv")
-    assert chart["version"] == "0.1.0" and chart["appVersion"] == "0.1.0"
+    assert chart["version"] == "0.1.0"
+    assert chart["appVersion"] == "0.1.0"
     # The floor of the validated range.
     assert chart["kubeVersion"] == f">={VERSIONS[0]}.0-0"
 
@@ -195,7 +197,8 @@ def test_operator_deployment_defaults() -> None:
     assert ports == {"metrics": 8080, "healthz": 8081}
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "healthz"}
-    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]["memory"]
 
 
 def test_operator_env_is_exactly_what_the_operator_reads() -> None:
@@ -247,7 +250,8 @@ def test_restricted_pod_security() -> None:
         assert sc["capabilities"] == {"drop": ["ALL"]}
         assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
         assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
-        assert not pod.get("hostNetwork") and not pod.get("hostPID")
+        assert not pod.get("hostNetwork")
+        assert not pod.get("hostPID")
 
 
 def test_operator_labels_never_select_members() -> None:
@@ -287,7 +291,8 @@ def test_default_render_has_exactly_the_operator_and_its_permissions() -> None:
 
 def test_namespace_scope_creates_nothing_cluster_scoped() -> None:
     objs = render({**EVERYTHING, "rbac": {"scope": "namespace"}}, namespace="tenant-a")
-    assert not find(objs, "ClusterRole") and not find(objs, "ClusterRoleBinding")
+    assert not find(objs, "ClusterRole")
+    assert not find(objs, "ClusterRoleBinding")
     for obj in objs:
         assert obj["metadata"]["namespace"] == "tenant-a", obj["kind"]
     binding = one(objs, "RoleBinding")
@@ -407,13 +412,15 @@ def test_alerts_use_real_metric_names_and_cover_the_failure_modes() -> None:
     for r in rules:
         assert r["labels"]["severity"] in ("critical", "warning")
         assert r["labels"]["team"] == "storage"  # alertLabels
-        assert r["annotations"]["summary"] and r["annotations"]["description"]
+        assert r["annotations"]["summary"]
+        assert r["annotations"]["description"]
         assert 'job="raftkv-member"' in r["expr"]
         # Alert templates reach Prometheus unrendered by Helm.
         assert "{{ $labels." in r["annotations"]["description"]
     _check_names([r["expr"] for r in rules])
     fsync = next(r for r in rules if r["alert"] == "RaftKVWALFsyncSlow")
-    assert "histogram_quantile(0.99," in fsync["expr"] and fsync["expr"].rstrip().endswith("0.5")
+    assert "histogram_quantile(0.99," in fsync["expr"]
+    assert fsync["expr"].rstrip().endswith("0.5")
 
 
 def test_dashboard_is_valid_json_with_the_promised_panels() -> None:
@@ -447,7 +454,8 @@ def test_service_monitor_matches_the_services_the_operator_creates() -> None:
     assert not set(selector.items()) <= set(o.client_service(rkv)["metadata"]["labels"].items())
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in peer["spec"]["ports"]}
-    assert endpoint["port"] == "client" and endpoint["path"] == "/metrics"
+    assert endpoint["port"] == "client"
+    assert endpoint["path"] == "/metrics"
     # The label the alerts and the dashboard group by comes from the member pods' labels.
     relabel = {r["targetLabel"]: r for r in endpoint["relabelings"]}
     assert relabel["job"]["replacement"] == "raftkv-member"
@@ -473,7 +481,8 @@ def test_network_policy_guards_the_peer_port() -> None:
     assert not set(only_members["podSelector"]["matchLabels"].items()) <= operator_labels
     assert client_rule["ports"] == [{"port": n.CLIENT_PORT, "protocol": "TCP"}]
     selected = [set(f["podSelector"]["matchLabels"].items()) for f in client_rule["from"][:2]]
-    assert selected[0] <= member_labels and selected[1] <= operator_labels
+    assert selected[0] <= member_labels
+    assert selected[1] <= operator_labels
     assert client_rule["from"][2] == EVERYTHING["networkPolicy"]["clientFrom"][0]
     # By default the client port is open to anyone.
     default = one(render({"networkPolicy": {"enabled": True}}), "NetworkPolicy")

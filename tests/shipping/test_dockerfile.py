@@ -34,7 +34,8 @@ def test_hadolint_reports_nothing(hadolint: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not done.stdout.strip(), done.stdout + done.stderr
 
 
 def test_every_hadolint_exception_gives_a_reason() -> None:
@@ -53,7 +54,8 @@ def test_two_stages_on_the_same_pinned_slim_base(stages: list[Stage]) -> None:
 
 def test_builder_installs_the_wheel_with_the_operator_extra(stages: list[Stage]) -> None:
     run = " ".join(i.args for i in stages[0].all("RUN"))
-    assert "pip wheel" in run and "--no-deps" in run
+    assert "pip wheel" in run
+    assert "--no-deps" in run
     assert re.search(r"pip install .*raftkv-\*\.whl'?\)?\[operator\]", run), run
     assert stages[1].all("RUN"), "the runtime stage creates the user"
     assert not [i for i in stages[1].all("RUN") if "pip" in i.args], "no pip in the runtime stage"
@@ -76,7 +78,8 @@ def test_runtime_contract(stages: list[Stage]) -> None:
     assert "PYTHONDONTWRITEBYTECODE=1" in env  # read-only root filesystem
     assert f"RAFTKV_DATA_DIR={n.DATA_DIR}" in env
     users = " ".join(i.args for i in runtime.all("RUN"))
-    assert f"--uid {o.MEMBER_UID}" in users and f"chown {o.MEMBER_UID}:{o.MEMBER_UID}" in users
+    assert f"--uid {o.MEMBER_UID}" in users
+    assert f"chown {o.MEMBER_UID}:{o.MEMBER_UID}" in users
 
 
 def test_dockerignore_lets_exactly_the_build_inputs_through(stages: list[Stage]) -> None:

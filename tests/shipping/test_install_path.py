@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from support.members import free_ports, serve_command, spawn_member
 
 from .dockerfile import REPO, build_context
 
@@ -85,7 +86,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     root = tmp_path_factory.mktemp("install-path")
     context = root / "context"
     copied = build_context(context)
-    assert "pyproject.toml" in copied and any(p.startswith("operator/") for p in copied)
+    assert "pyproject.toml" in copied
+    assert any(p.startswith("operator/") for p in copied)
     dist = root / "dist"
     # As in the builder stage: `pip wheel --no-deps .` (with build isolation).
     _pip(Path(sys.executable), "wheel", "--no-deps", "--wheel-dir", str(dist), ".", cwd=context)
@@ -149,19 +151,6 @@ def test_the_operator_extra_is_installed(installed: Installed) -> None:
         assert Path(path).is_relative_to(installed.venv), f"imported from outside the venv: {path}"
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def _tree(root: Path) -> dict[str, tuple[int, int]]:
     return {
         str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size)
@@ -186,29 +175,23 @@ class Member:
 
 @pytest.fixture
 def member(installed: Installed, tmp_path: Path) -> Iterator[Member]:
-    client_port, peer_port = _free_ports(2)
+    client_port, peer_port = free_ports(2)
     data = tmp_path / "data"
     log = tmp_path / "member.log"
     venv_before, home_before = _tree(installed.venv), _tree(installed.home)
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [
-                str(installed.bin / "raftkv"),
-                "serve",
-                "--name",
-                "m1",
-                "--data-dir",
-                str(data),
-                "--listen-client",
-                f"127.0.0.1:{client_port}",
-                "--listen-peer",
-                f"127.0.0.1:{peer_port}",
-            ],
-            env=installed.env(),
-            cwd=installed.home,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+    argv = serve_command(
+        "--name",
+        "m1",
+        "--data-dir",
+        str(data),
+        "--listen-client",
+        f"127.0.0.1:{client_port}",
+        "--listen-peer",
+        f"127.0.0.1:{peer_port}",
+        program=[str(installed.bin / "raftkv")],
+    )
+    # The image's environment only (installed.env() already has PYTHONUNBUFFERED=1).
+    proc = spawn_member(argv, log, base_env=installed.env(), cwd=installed.home)
     try:
         url = f"http://127.0.0.1:{client_port}"
         yield Member(proc, url, log, data, venv_before, home_before)

@@ -71,7 +71,8 @@ def test_same_rbac_and_operator_as_a_fresh_chart_render() -> None:
         assert _without_helm_labels(plain[key]) == _without_helm_labels(obj), key
     for obj in plain.values():
         labels = obj["metadata"]["labels"]
-        assert "helm.sh/chart" not in labels and labels["app.kubernetes.io/managed-by"] == "kubectl"
+        assert "helm.sh/chart" not in labels
+        assert labels["app.kubernetes.io/managed-by"] == "kubectl"
 
 
 def test_dash_f_and_dash_k_install_the_same_objects(kubectl: Path) -> None:

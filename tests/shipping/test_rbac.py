@@ -1,6 +1,6 @@
 """Least privilege: the chart grants exactly the API calls the operator and kopf make.
 
-The operator's own calls are a table here (``OPERATOR_CALLS``) and are also derived
+The operator's own calls are a table (``OPERATOR_CALLS`` in rbac.py) and are also derived
 from the code: every Kubernetes API call goes through ``raftkv_operator/kube.py``
 (checked below), and each client method it calls is mapped to its HTTP method and
 path by reading the ``kubernetes`` client's own source. The table and the derivation
@@ -14,72 +14,25 @@ import ast
 import inspect
 import re
 from pathlib import Path
-from typing import NamedTuple
 
 import kubernetes
 import pytest
 
 from raftkv_operator import naming as n
 
-from .chart import EVERYTHING, REPO, Obj, find, render
+from .chart import EVERYTHING, REPO, find, render
+from .rbac import (
+    KOPF_CALLS,
+    KOPF_CLUSTER_CALLS,
+    OPERATOR_CALLS,
+    OPERATOR_CLUSTER_CALLS,
+    Call,
+    granted,
+)
 
 OPERATOR_PKG = REPO / "operator" / "raftkv_operator"
 KUBE_PY = OPERATOR_PKG / "kube.py"
 
-
-class Call(NamedTuple):
-    group: str
-    resource: str  # "<plural>" or "<plural>/<subresource>"
-    verb: str
-
-
-#: What the operator's code calls (through kube.py), and why.
-OPERATOR_CALLS: dict[Call, str] = {
-    Call(n.GROUP, n.PLURAL, "get"): "read_raftkv: each pass starts from a fresh read",
-    Call(n.GROUP, f"{n.PLURAL}/status", "patch"): "patch_raftkv_status: bookkeeping",
-    Call("", "services", "get"): "read: observe the peer and client Services",
-    Call("", "services", "create"): "create: CreateChildren",
-    Call("", "secrets", "get"): "read: observe the peer secret",
-    Call("", "secrets", "create"): "create: the peer secret",
-    Call("", "configmaps", "get"): "read: the bootstrap ConfigMap",
-    Call("", "configmaps", "create"): "create: the bootstrap ConfigMap",
-    Call("", "configmaps", "patch"): "patch_configmap: bootstrap state new -> existing",
-    Call("apps", "statefulsets", "get"): "read: the members' StatefulSet",
-    Call("apps", "statefulsets", "create"): "create: the members' StatefulSet",
-    Call("apps", "statefulsets", "patch"): "scale_statefulset: one member at a time",
-    Call("policy", "poddisruptionbudgets", "get"): "read: the PDB",
-    Call("policy", "poddisruptionbudgets", "create"): "create: the PDB",
-    Call("", "pods", "list"): "list_pods: observation by label selector",
-    Call("", "persistentvolumeclaims", "list"): "list_pvcs: claims of a deleted RaftKV",
-    Call("", "persistentvolumeclaims", "delete"): "delete_pvc: claims of removed members",
-}
-
-#: The operator's own cluster-wide calls: with a namespace-scoped Role it goes without.
-OPERATOR_CLUSTER_CALLS: dict[Call, str] = {
-    Call("apiextensions.k8s.io", "customresourcedefinitions", "get"): (
-        "read_crd: refuse to run against an older RaftKV CRD"
-    ),
-}
-
-#: What kopf does on the operator's behalf (kopf 1.45: _core/reactor/observation.py,
-#: _cogs/clients/{watching,patching,events}.py, _kits/hierarchies.py).
-KOPF_CALLS: dict[Call, str] = {
-    Call(n.GROUP, n.PLURAL, "list"): "the watch starts with a list",
-    Call(n.GROUP, n.PLURAL, "watch"): "handlers on RaftKVs",
-    Call(n.GROUP, n.PLURAL, "patch"): "progress annotations, last-handled state, finalizer",
-    Call(n.GROUP, f"{n.PLURAL}/status", "patch"): "kopf sends the status part of a patch here",
-    Call("", "events", "create"): "kopf.event() and handler progress events",
-    Call(n.GROUP, f"{n.PLURAL}/finalizers", "update"): (
-        "kopf.adopt() sets blockOwnerDeletion; OwnerReferencesPermissionEnforcement "
-        "requires update on the owner's finalizers"
-    ),
-}
-
-#: Cluster-wide only (a Role cannot grant it; kopf falls back without it).
-KOPF_CLUSTER_CALLS: dict[Call, str] = {
-    Call("apiextensions.k8s.io", "customresourcedefinitions", "list"): "resource observation",
-    Call("apiextensions.k8s.io", "customresourcedefinitions", "watch"): "resource observation",
-}
 
 _VERB_OF_METHOD = {"POST": "create", "PATCH": "patch", "PUT": "update"}
 
@@ -203,23 +156,11 @@ def test_kopf_handlers_only_watch_raftkvs() -> None:
     assert "resource = (n.GROUP, n.VERSION, n.PLURAL)" in ast.unparse(tree)
     # What the events and finalizers rules are for.
     code = "".join(p.read_text() for p in OPERATOR_PKG.glob("*.py"))
-    assert "kopf.event(" in code and "kopf.adopt(" in code
+    assert "kopf.event(" in code
+    assert "kopf.adopt(" in code
 
 
 # ------------------------------------------------------------------ the rendered rules
-
-
-def granted(role: Obj) -> set[Call]:
-    calls = set()
-    for rule in role["rules"]:
-        assert set(rule) <= {"apiGroups", "resources", "verbs"}, rule  # no URLs, no names
-        for field in ("apiGroups", "resources", "verbs"):
-            assert "*" not in rule[field], f"wildcard in {rule}"
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                for verb in rule["verbs"]:
-                    calls.add(Call(group, resource, verb))
-    return calls
 
 
 @pytest.mark.parametrize("scope", ["cluster", "namespace"])

@@ -2,10 +2,10 @@
 
 test_rbac.py derives the operator's calls from its code and reads kopf's from kopf's
 source; this test watches them happen. The real operator runs against the Kubernetes
-stand-in of tests/operator (with the fake members of its emulator test) through
+stand-in of tests/support (with the fake members of the operator's emulator test) through
 create → bootstrap → scale up → scale down → delete, every request it makes is
 recorded (told apart from the test's own requests by user agent), and each must be
-granted by the chart's ClusterRole. Also checks that the tables in test_rbac.py list
+granted by the chart's ClusterRole. Also checks that the tables in rbac.py list
 every call seen here.
 """
 
@@ -17,19 +17,18 @@ from typing import Any
 import aiohttp.web
 import kubernetes
 import pytest
-
-# tests/operator is on sys.path (conftest.py).
-from crd_schema import load_crd
-from kube_emulator import EmulatorThread, KubeEmulator
-from kubernetes.client import ApiClient
-from operator_harness import NS, OperatorThread, crd_schema, wait_for
-from structural import check_crd
-from test_operator_emulator import CONFIG, FakeMembers, ready_pod
+from kubernetes.client import ApiClient, ApiException
 
 from raftkv_operator.naming import GROUP, PLURAL, VERSION
+from support.crd_schema import load_crd
+from support.fake_members import CONFIG, FakeMembers, ready_pod
+from support.kube_emulator import EmulatorThread, KubeEmulator
+from support.operator_harness import NS, OperatorThread, crd_schema
+from support.structural import check_crd
+from support.wait import wait_for
 
 from .chart import render
-from .test_rbac import (
+from .rbac import (
     KOPF_CALLS,
     KOPF_CLUSTER_CALLS,
     OPERATOR_CALLS,
@@ -121,28 +120,38 @@ def test_every_request_the_operator_makes_is_granted(
         operator.api.user_agent = OPERATOR_AGENT
         with operator:
             custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, _body(1))
-            wait_for("the StatefulSet", lambda: _status(custom).get("memberIDs"))
+            wait_for(
+                "the StatefulSet", lambda: _status(custom).get("memberIDs"), ignore=ApiException
+            )
             ready_pod(api, 0)
             fake.start(0, 1)
-            wait_for("bootstrap", lambda: _in_sync(custom), timeout=30)
+            wait_for("bootstrap", lambda: _in_sync(custom), timeout=30, ignore=ApiException)
 
             custom.patch_namespaced_custom_object_scale(
                 GROUP, VERSION, NS, PLURAL, "kv", {"spec": {"replicas": 2}}
             )
-            wait_for("the learner", lambda: ("add_learner", 2) in fake.calls, timeout=30)
+            wait_for(
+                "the learner",
+                lambda: ("add_learner", 2) in fake.calls,
+                timeout=30,
+                ignore=ApiException,
+            )
             ready_pod(api, 1)
             fake.start(1, 2)
-            wait_for("scale-up", lambda: _in_sync(custom), timeout=30)
+            wait_for("scale-up", lambda: _in_sync(custom), timeout=30, ignore=ApiException)
 
             custom.patch_namespaced_custom_object_scale(
                 GROUP, VERSION, NS, PLURAL, "kv", {"spec": {"replicas": 1}}
             )
-            wait_for("the removal", lambda: ("remove", 2) in fake.calls, timeout=30)
+            wait_for(
+                "the removal", lambda: ("remove", 2) in fake.calls, timeout=30, ignore=ApiException
+            )
             apps = kubernetes.client.AppsV1Api(api)
             wait_for(
                 "the StatefulSet to shrink",
                 lambda: apps.read_namespaced_stateful_set("kv", NS).spec.replicas == 1,
                 timeout=30,
+                ignore=ApiException,
             )
             # The StatefulSet controller's part: the pod of the removed ordinal goes.
             core = kubernetes.client.CoreV1Api(api)
@@ -151,6 +160,7 @@ def test_every_request_the_operator_makes_is_granted(
                 "the removed member's claim to go",
                 lambda: len(core.list_namespaced_persistent_volume_claim(NS).items) == 1,
                 timeout=30,
+                ignore=ApiException,
             )
 
             custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "kv")
@@ -158,6 +168,7 @@ def test_every_request_the_operator_makes_is_granted(
                 "the PVCs to be deleted",
                 lambda: not core.list_namespaced_persistent_volume_claim(NS).items,
                 timeout=30,
+                ignore=ApiException,
             )
         assert not server.emulator.errors, server.emulator.errors
 

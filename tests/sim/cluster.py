@@ -445,7 +445,8 @@ class Cluster:
         """Recover from durable storage, as a member does after a crash (raftexample:
         a fresh node if there is no WAL yet, else RestartNode)."""
         h = self.hosts[node]
-        assert h.raw is None and not h.stopped
+        assert h.raw is None
+        assert not h.stopped
         st = h.store
         cfg = self._config(h)
         if st.empty:

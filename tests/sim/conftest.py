@@ -13,6 +13,10 @@ import os
 
 import pytest
 
+# The scripted schedules shared by several test modules live in harness.py: keep
+# pytest's assertion messages for their asserts.
+pytest.register_assert_rewrite("sim.harness")
+
 
 def seed_range(var: str, default: str) -> range:
     a, _, b = os.environ.get(var, default).partition(":")

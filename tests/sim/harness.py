@@ -97,3 +97,49 @@ def add_learner(c: Cluster, node: int) -> int:
 
 def roles(c: Cluster) -> dict[int, Role | None]:
     return {i: (h.raw.role if h.raw is not None else None) for i, h in c.hosts.items()}
+
+
+def others(members: list[int], *exclude: int) -> list[int]:
+    return [m for m in members if m not in exclude]
+
+
+def figure8_schedule() -> Cluster:
+    """The paper's Figure 8 (§5.4.2), scripted: an entry of an old term that a new
+    leader has replicated to a majority is still not committed, because a member
+    holding a newer-term entry at that index can still be elected and overwrite it.
+    A core that commits old-term entries by counting replicas applies x at index i in
+    phase (c) and the other entry at i in phase (d): the checker fails the run."""
+    c = quiet_cluster(5, max_size_per_msg=1, max_inflight_msgs=1)
+    s1 = wait_for_leader(c)
+    wait_applied(c, commit(c, b"base"), c.live())
+    s2 = others(c.live(), s1)[0]
+    rest = others(c.live(), s1, s2)
+    # (a) s1 replicates x at index i to s2 only.
+    c.partition([[s1, s2], rest])
+    assert c.propose(s1, b"x") is None
+    i = c.host(s1).store.last_index
+    assert c.run_until(lambda: c.host(s2).store.term_at(i) is not None, 10 * TICK)
+    # (b) the majority side elects s5, whose own entry at i reaches nobody.
+    s5 = wait_for_leader(c, among=rest)
+    c.partition([[s1, s2, *others(rest, s5)], [s5]])
+    t5 = c.raw(s5).term
+    assert c.host(s5).store.term_at(i) == t5
+    # (c) s1 or s2 (the only logs ending in x) wins the next term and replicates x to
+    # s3 but nothing of its own term to anyone but its partner.
+    s3, s4 = others(rest, s5)
+    leader_c = wait_for_leader(c, among=[s1, s2])
+    partner = s2 if leader_c == s1 else s1
+    c.block(leader_c, s4)
+    x_term = c.host(s1).store.term_at(i)
+    assert c.run_until(lambda: c.host(s3).store.term_at(i) == x_term, 30 * TICK)
+    c.block(leader_c, s3)
+    c.run_ticks(5)
+    # (d) s5 comes back and, with the votes of s3 and s4, overwrites index i.
+    c.partition([[leader_c, partner], [s5, s3, s4]])
+    wait_for_leader(c, among=[s5, s3, s4], ticks=200)
+    idx = commit(c, b"after", ticks=200)
+    wait_applied(c, idx, [s5, s3, s4])
+    c.heal()
+    idx = commit(c, b"healed", ticks=200)
+    wait_applied(c, idx, c.live())
+    return c

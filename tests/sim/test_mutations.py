@@ -16,9 +16,9 @@ import pytest
 from raftkv.raft import core
 from raftkv.raft import log as raft_log
 
+from .harness import figure8_schedule
 from .invariants import InvariantViolation
 from .schedule import Simulation, SimulationFailure
-from .test_scenarios import figure8_schedule
 
 MAX_SEEDS = 150
 

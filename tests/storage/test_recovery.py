@@ -33,11 +33,14 @@ def reopen(d: Path, **kw: int) -> RecoveredState:
 
 def test_fresh_directory(tmp_path: Path) -> None:
     st = open_storage(tmp_path / "member")
-    assert st.snapshot is None and st.entries == [] and st.hard_state == HardState()
+    assert st.snapshot is None
+    assert st.entries == []
+    assert st.hard_state == HardState()
     st.wal.save(HardState(1, 1, 0), ents(1, 1, 1))
     st.close()
     st = open_storage(tmp_path / "member")
-    assert st.entries == ents(1, 1, 1) and st.hard_state == HardState(1, 1, 0)
+    assert st.entries == ents(1, 1, 1)
+    assert st.hard_state == HardState(1, 1, 0)
     st.close()
 
 
@@ -117,7 +120,8 @@ def test_snapshot_saved_but_marker_lost(tmp_path: Path) -> None:
     st.snapshotter.save(snapshot_at(8, 2))
     st.close()
     st = reopen(tmp_path)
-    assert st.snapshot == snapshot_at(8, 2) and st.entries == []
+    assert st.snapshot == snapshot_at(8, 2)
+    assert st.entries == []
     assert st.hard_state == HardState(2, 0, 8)  # term adopted, stale vote dropped
     st.close()
 
@@ -165,7 +169,8 @@ def test_lost_marker_is_rewritten_so_later_appends_replay(tmp_path: Path) -> Non
     st.snapshotter.save(snapshot_at(20, 2))  # crash before the marker reached the WAL
     st.close()
     st = reopen(tmp_path)
-    assert st.snapshot == snapshot_at(20, 2) and st.entries == []
+    assert st.snapshot == snapshot_at(20, 2)
+    assert st.entries == []
     st.wal.save(HardState(2, 0, 21), ents(21, 22, 2))
     st.close()
     st = reopen(tmp_path)

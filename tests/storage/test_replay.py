@@ -73,7 +73,8 @@ def test_snapshot_older_than_retained_log_is_ignored() -> None:
     r = replay(*ents(20, 25, 3), SnapshotMetadata(index=10, term=2))
     assert terms(r) == [(i, 3) for i in range(20, 26)]
     r = replay(SnapshotMetadata(index=50, term=4), SnapshotMetadata(index=40, term=3))
-    assert r.term_at(50) == 4 and r.last_index() == 50
+    assert r.term_at(50) == 4
+    assert r.last_index() == 50
 
 
 def test_entry_not_following_anchor_starts_fresh() -> None:

@@ -27,7 +27,9 @@ def snap(index: int, term: int = 1, data: bytes | None = None) -> Snapshot:
 
 def test_save_load_and_list(tmp_path: Path) -> None:
     s = Snapshotter(tmp_path / "snap")
-    assert s.load_newest() is None and s.list() == [] and s.release_floor() == 0
+    assert s.load_newest() is None
+    assert s.list() == []
+    assert s.release_floor() == 0
     s.save(snap(10))
     s.save(snap(20, 2))
     assert s.load_newest() == snap(20, 2)

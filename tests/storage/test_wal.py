@@ -47,7 +47,8 @@ def segment_files(d: Path) -> list[Path]:
 
 def test_append_reopen_round_trip(tmp_path: Path) -> None:
     wal, replay = WAL.open(tmp_path / "wal")
-    assert replay.entries == [] and replay.hard_state == HardState()
+    assert replay.entries == []
+    assert replay.hard_state == HardState()
     wal.save(HardState(1, 1, 0), ents(1, 3, 1))
     wal.save(HardState(1, 1, 3), ents(4, 5, 1))
     wal.save(None, [])
@@ -143,8 +144,10 @@ def test_corrupt_earlier_record_is_a_hard_error_naming_file_and_offset(tmp_path:
     with pytest.raises(WalCorruptError) as info:
         WAL.open(tmp_path)
     err = info.value
-    assert err.path == str(seg) and err.offset == victim.offset
-    assert str(seg) in str(err) and f"offset {victim.offset}" in str(err)
+    assert err.path == str(seg)
+    assert err.offset == victim.offset
+    assert str(seg) in str(err)
+    assert f"offset {victim.offset}" in str(err)
     WAL.open(tmp_path / "elsewhere")[0].close()  # the lock was released by the failed open
     with pytest.raises(WalCorruptError):
         WAL.open(tmp_path)
@@ -256,8 +259,10 @@ def test_on_fsync_hook_and_counters(tmp_path: Path) -> None:
     wal, _ = WAL.open(tmp_path, on_fsync=seen.append)
     base = wal.fsync_count
     wal.save(HardState(1, 0, 0), ents(1, 4, 1))
-    assert wal.fsync_count == base + 1 and wal.group_count == 1
-    assert len(seen) == wal.fsync_count and all(s >= 0 for s in seen)
+    assert wal.fsync_count == base + 1
+    assert wal.group_count == 1
+    assert len(seen) == wal.fsync_count
+    assert all(s >= 0 for s in seen)
     wal.close()
 
     def explode(_: float) -> None:

@@ -1,7 +1,10 @@
 """Transport figures: batched APP throughput and idle round-trip latency between two
 transports in one process, over real uvicorn servers on 127.0.0.1.
 
-    python tests/transport/bench_transport.py [--loop asyncio|uvloop] [--messages N]
+    python -m tests.transport.bench_transport [--loop asyncio|uvloop] [--messages N]
+
+(from the repository root: it is a module of the transport tests' package, next to the
+harness it drives).
 
 Prints figures; never passes or fails on timing. Both members share one process and
 one event loop (and so one core): the sender's encode and the receiver's decode
@@ -17,10 +20,6 @@ import statistics
 import sys
 import time
 from dataclasses import replace
-
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
-    __package__ = "tests.transport"
 
 from raftkv.raft.types import Message, MessageType
 
@@ -45,7 +44,8 @@ async def throughput(total: int, per_send: int, window: int) -> tuple[float, flo
         sent = 0
         started = time.perf_counter()
         while sent < total:
-            while sent - len(b.received) >= window:
+            # The window as the core keeps it: yield to the receiver until it frees.
+            while sent - len(b.received) >= window:  # noqa: ASYNC110
                 await asyncio.sleep(0)
             n = min(per_send, total - sent)
             a.transport.send([app(1, 2, sent + i + 1, PAYLOAD) for i in range(n)])

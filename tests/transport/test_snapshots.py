@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import replace
 
 import httpx
@@ -26,8 +25,8 @@ def snap_msg(sender: int, to: int, data: bytes, index: int = 1000) -> Message:
 
 
 @pytest.fixture
-def data() -> Iterator[bytes]:
-    yield os.urandom(5 << 20)
+def data() -> bytes:
+    return os.urandom(5 << 20)
 
 
 async def test_snapshot_of_a_few_megabytes_arrives_intact(cluster: Cluster, data: bytes) -> None:
@@ -65,7 +64,8 @@ async def test_snapshot_body_is_streamed_in_chunks(data: bytes) -> None:
         )
     assert status == 204
     assert sum(seen) == len(encode_snapshot(snap_msg(1, 2, data).snapshot or Snapshot()))
-    assert len(seen) > 10 and max(seen) == 256 << 10
+    assert len(seen) > 10
+    assert max(seen) == 256 << 10
 
 
 async def test_corrupted_snapshot_is_refused_and_not_delivered(

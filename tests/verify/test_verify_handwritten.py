@@ -94,7 +94,8 @@ def test_read_of_a_value_never_written_is_a_violation() -> None:
     assert result.verdict is Verdict.VIOLATION
     kr = result.per_key["k"]
     assert [o.id for o in kr.window] == [phantom.id]
-    assert kr.explanation is not None and "no op ever wrote that value" in kr.explanation
+    assert kr.explanation is not None
+    assert "no op ever wrote that value" in kr.explanation
 
 
 def test_read_of_a_value_before_its_write_began_is_a_violation() -> None:

@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from raftkv_e2e import state
 from raftkv_e2e.config import (
@@ -83,7 +83,8 @@ class Installer:
         patch = state.operator_image_patch(
             dep, self.config.image, self.config.pull_policy, OPERATOR_CONTAINER
         )
-        assert self.deployment is not None and self.deployment.namespace is not None
+        assert self.deployment is not None
+        assert self.deployment.namespace is not None
         self.kubectl.api(
             "patch",
             self.deployment.resource,

@@ -78,7 +78,8 @@ class _Session:
             bufsize=1,
             start_new_session=True,
         )
-        assert self.proc.stdout is not None and self.proc.stderr is not None
+        assert self.proc.stdout is not None
+        assert self.proc.stderr is not None
         self.readers = [
             threading.Thread(target=self._read, args=(self.proc.stdout, True), daemon=True),
             threading.Thread(target=self._read, args=(self.proc.stderr, False), daemon=True),

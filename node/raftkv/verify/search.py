@@ -52,7 +52,10 @@ class SearchResult:
     needed are left out: they are taken to happen last, or never)."""
 
 
-def search(
+# One function on purpose (C901): the search loop keeps its linked list, stack and memo
+# in locals, which is what makes it fast enough for long histories; split into helpers
+# it would pass them around on every step. tests/verify cross-checks it by brute force.
+def search(  # noqa: C901
     h: KeyHistory,
     *,
     max_states: int,

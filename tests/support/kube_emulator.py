@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
+import importlib.metadata
 import json
 import random
 import string
@@ -56,6 +57,12 @@ import jsonpointer
 import kmock
 from kmock._internal import apps, parsing, references, rendering
 from kmock._internal.k8s import KubernetesError, KubernetesObjectNotFoundError
+
+# This module subclasses kmock internals that change between releases.
+KMOCK_PINNED = "0.8"
+KMOCK_FOUND = importlib.metadata.version("kmock")
+if KMOCK_FOUND != KMOCK_PINNED:
+    raise ImportError(f"the Kubernetes stand-in needs kmock=={KMOCK_PINNED}, found {KMOCK_FOUND}")
 
 JSON = dict[str, Any]
 Resource = references.resource
@@ -472,7 +479,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             return obj
         obj, causes = schema.admit(obj, old)
         if causes:
-            kind = self._info(resource).kind or resource.plural
+            kind = self._info(resource).kind or resource.plural or ""
             raise _invalid_custom(kind, resource, obj.get("metadata", {}).get("name"), causes)
         return obj
 
@@ -785,7 +792,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
         }
 
     async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
-        assert request.resource is not None and request.name is not None
+        assert request.resource is not None
+        assert request.name is not None
         async with self._lock:
             obj = self._stored(request.resource, request.namespace, request.name)
         if obj is None:

@@ -20,7 +20,8 @@ from typing import Any
 
 import jsonschema
 import yaml
-from cel_rules import RuleError, evaluate
+
+from support.cel_rules import RuleError, evaluate
 
 REPO = Path(__file__).resolve().parents[2]
 CHART_CRD = REPO / "charts" / "raftkv" / "crds" / "raftkv.dev_raftkvs.yaml"

@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cel_rules import (
+from support.cel_rules import (
     CRD_COST_LIMIT,
     PER_CALL_COST_LIMIT,
     Rule,
@@ -42,7 +42,7 @@ from cel_rules import (
     estimated_cost,
     max_cardinality,
 )
-from crd_schema import (
+from support.crd_schema import (
     cel_causes,
     list_type_causes,
     openapi_causes,
@@ -124,7 +124,7 @@ def check_schema(schema: Schema, where: str = "spec.validation.openAPIV3Schema")
         )
     problems += _walk(schema, where, root=schema, path=(), under_preserve=False)
     total = 0.0
-    from cel_rules import rules
+    from support.cel_rules import rules
 
     for rule in rules(schema):
         cost = estimated_cost(schema, rule) * max_cardinality(schema, rule.path)

@@ -9,22 +9,20 @@ pointed at the same URL.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import kopf
 import kubernetes
-from crd_schema import ObjectSchema, load_crd
-from kube_emulator import CustomSchema, EmulatorThread, KubeEmulator
-from kubernetes.client import ApiClient, ApiException
-from structural import check_crd
+from kubernetes.client import ApiClient
 
 from raftkv_operator.members import HttpAdmin, MemberAdmin, MemberProbe
 from raftkv_operator.reconcile import OperatorConfig
+from support.crd_schema import ObjectSchema, load_crd
+from support.kube_emulator import CustomSchema, EmulatorThread, KubeEmulator
+from support.structural import check_crd
 
 NS = "default"
-T = TypeVar("T")
 
 
 def crd_schema(schema: dict[str, Any]) -> CustomSchema:
@@ -37,21 +35,6 @@ def start_emulator(**options: Any) -> EmulatorThread:
     emulator = KubeEmulator(**options)
     emulator.register_crd(load_crd(), crd_schema, check_crd)
     return EmulatorThread(emulator)
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
-    """Poll ``probe`` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = probe()
-        except ApiException:
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class OperatorThread:
@@ -104,6 +87,6 @@ class OperatorThread:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self._thread.join(timeout=20)
-        self.api.close()
+        self.api.close()  # type: ignore[no-untyped-call]
         if self._thread.is_alive():
             raise TimeoutError("the operator did not stop")

@@ -24,6 +24,9 @@ from typing import Any
 
 import celpy
 from celpy import celtypes
+from celpy.adapter import json_to_cel
+from celpy.celparser import CELParseError
+from celpy.evaluation import CELEvalError
 
 Schema = dict[str, Any]
 
@@ -65,7 +68,7 @@ class RuleError(Exception):
 def _program(rule: str) -> celpy.Runner:
     try:
         return _ENV.program(_ENV.compile(rule))
-    except celpy.CELParseError as exc:
+    except CELParseError as exc:
         raise RuleError(f"compilation failed: {exc}") from exc
 
 
@@ -80,21 +83,21 @@ def evaluate(rule: str, self_value: Any, old_value: Any = None) -> bool:
     Raises :class:`RuleError` with the apiserver's wording when evaluation fails
     (for example "no such key"), which on a real cluster rejects the object.
     """
-    activation: dict[str, Any] = {"self": celpy.json_to_cel(self_value)}
+    activation: dict[str, Any] = {"self": json_to_cel(self_value)}
     if old_value is not None:
-        activation["oldSelf"] = celpy.json_to_cel(old_value)
+        activation["oldSelf"] = json_to_cel(old_value)
     try:
         result = _program(rule).evaluate(activation)
-    except celpy.CELEvalError as exc:
+    except CELEvalError as exc:
         raise RuleError(_eval_message(exc)) from exc
-    if isinstance(result, celpy.CELEvalError):
+    if isinstance(result, CELEvalError):
         raise RuleError(_eval_message(result))
     if not isinstance(result, celtypes.BoolType):
         raise RuleError(f"rule must evaluate to a bool, got {type(result).__name__}")
     return bool(result)
 
 
-def _eval_message(exc: celpy.CELEvalError) -> str:
+def _eval_message(exc: CELEvalError) -> str:
     text = str(exc.args[0]) if exc.args else str(exc)
     missing = re.search(r"no such member in mapping: '([^']+)'", text)
     if missing:
