@@ -1,5 +1,8 @@
 """§5.3 log replication, §5.4.2 committing entries from previous terms, and the leader's
-flow control (etcd's Progress: probe, replicate, snapshot)."""
+flow control (etcd's Progress: probe, replicate, snapshot).
+
+More scenarios are interactions in testdata/log_replication_5_3*.txt (see
+test_interaction.py)."""
 
 from __future__ import annotations
 
@@ -11,32 +14,6 @@ from raftkv.raft.types import ProgressState
 from .harness import Network
 
 MT = MessageType
-
-
-def test_5_3_leader_replicates_and_commits() -> None:
-    net = Network([1, 2, 3])
-    net.elect(1)
-    for k in range(5):
-        net.propose(1, f"v{k}".encode())
-    want = [f"v{k}".encode() for k in range(5)]
-    for i in net.ids:
-        assert net.data(i) == want
-        assert net.nodes[i].commit == net.nodes[1].last_index == 9
-        assert net.storage[i].entries == net.storage[1].entries
-
-
-def test_5_3_entry_is_committed_once_a_majority_stores_it() -> None:
-    net = Network([1, 2, 3, 4, 5])
-    net.elect(1)
-    net.isolate(4)
-    net.isolate(5)
-    net.propose(1, b"x")
-    assert net.nodes[1].commit == net.nodes[1].last_index
-    assert net.data(1) == [b"x"]
-    net.isolate(3)
-    net.propose(1, b"y")  # only 1 and 2 of 5 have it
-    assert net.nodes[1].commit == net.nodes[1].last_index - 1
-    assert net.data(1) == [b"x"]
 
 
 def test_5_3_followers_learn_commit_from_next_append_or_heartbeat() -> None:

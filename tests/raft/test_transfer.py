@@ -1,6 +1,9 @@
 """Leadership transfer (thesis §3.10): the leader brings the target up to date, then
 tells it to campaign at once with TimeoutNow; proposals pause meanwhile, and a transfer
-that does not finish within an election timeout is abandoned."""
+that does not finish within an election timeout is abandoned.
+
+More scenarios are interactions in testdata/leader_transfer_3_10*.txt (see
+test_interaction.py)."""
 
 from __future__ import annotations
 
@@ -12,49 +15,12 @@ from raftkv.raft import (
     InvalidConfChange,
     MessageType,
     NotLeader,
-    Role,
     TransferInProgress,
 )
 
 from .harness import Network
 
 MT = MessageType
-
-
-def test_3_10_transfer_to_up_to_date_follower() -> None:
-    net = Network([1, 2, 3])
-    net.elect(1)
-    net.propose(1, b"x")
-    net.clear_log()
-    net.nodes[1].transfer_leader(2)
-    net.stabilize()
-    assert net.count(MT.TIMEOUT_NOW, frm=1, to=2) == 1
-    # The followers are inside 1's lease, yet vote: the old leader asked for this.
-    assert net.leader() == 2
-    assert net.nodes[2].term == 3
-    assert net.nodes[1].leader == 2
-    assert net.nodes[1].role == Role.FOLLOWER
-    net.propose(2, b"y")
-    assert all(net.data(i) == [b"x", b"y"] for i in net.ids)
-
-
-def test_3_10_lagging_target_is_caught_up_first() -> None:
-    net = Network([1, 2, 3])
-    net.elect(1)
-    f = net.drop(MT.APP, to=3)
-    for k in range(5):
-        net.propose(1, f"v{k}".encode())
-    net.undo(f)
-    assert net.nodes[3].last_index < net.nodes[1].last_index
-    net.clear_log()
-    net.nodes[1].transfer_leader(3)
-    net.stabilize()
-    timeout_now = net.msgs(MT.TIMEOUT_NOW, to=3)
-    assert len(timeout_now) == 1
-    first_tn = net.delivered.index(timeout_now[0])
-    assert any(m.type == MT.APP and m.to == 3 for m in net.delivered[:first_tn])
-    assert net.leader() == 3
-    assert net.data(3) == [f"v{k}".encode() for k in range(5)]
 
 
 def test_3_10_proposals_during_transfer_fail_fast() -> None:

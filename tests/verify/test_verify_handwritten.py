@@ -1,294 +1,176 @@
-"""Hand-written register histories with a known verdict, named after what they protect.
+"""Hand-written register histories with a known verdict: the cases are in
+``testdata/*.txt`` (see ``support.datadriven`` for the file format), one file per theme.
 
-Times are arbitrary units; an op "completes before another starts" when its ret is
-strictly less than the other's call.
+Commands:
+
+``check``
+    The input is a history, one op per line; the output is the overall verdict, then one
+    line per key (``<key>: <verdict>``) and, for a violation, the window's op ids and
+    the explanation, both exact.
+``format``
+    The input is a history; the output is ``format_result`` of its check, verbatim.
+
+An op line is ``<kind> <key> <values...> <call> <ret> [<status>]``:
+
+- ``w k v1 0 1`` writes v1; ``r k v1 4 5`` reads v1; ``r k - 2 3`` reads "absent";
+  ``d k 2 3`` deletes; ``cas k old new 3 8`` swaps old for new (``-`` is "absent" on
+  either side: create-only, conditional delete);
+- a value ``b'v1'`` is bytes (a Python bytes literal), anything else a str;
+- times are arbitrary units; ``-`` for ret is "never returned";
+- the status is ``ok`` (the default), ``refused`` (a CAS answered 412), ``failed``
+  (definitely no effect) or ``indeterminate`` (may take effect any time after call).
+
+Op ids are the line numbers within the history (1, 2, ...), and op n is run by client n.
 """
 
 from __future__ import annotations
 
-from verify_histgen import Builder
+import ast
+from pathlib import Path
 
-from raftkv.verify import OpStatus, Verdict, check_history, format_result
+import pytest
 
+from raftkv.verify import Op, OpKind, OpStatus, Value, check_history, format_result
+from support import datadriven as dd
 
-def verdict(b: Builder) -> Verdict:
-    return check_history(b.ops).verdict
+TESTDATA = Path(__file__).parent / "testdata"
 
-
-def test_sequential_history_is_linearizable() -> None:
-    b = Builder()
-    b.read(None, 0, 1)
-    b.write("v1", 2, 3)
-    b.read("v1", 4, 5)
-    b.write("v2", 6, 7)
-    b.read("v2", 8, 9)
-    assert verdict(b) is Verdict.OK
-
-
-def test_read_concurrent_with_write_may_see_old_value() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.write("v2", 2, 10)
-    b.read("v1", 3, 4)
-    assert verdict(b) is Verdict.OK
+_KINDS = {"r": OpKind.READ, "w": OpKind.WRITE, "d": OpKind.DELETE, "cas": OpKind.CAS}
+_VALUES = {OpKind.READ: 1, OpKind.WRITE: 1, OpKind.DELETE: 0, OpKind.CAS: 2}
+_STATUSES = {
+    "ok": (OpStatus.OK, False),
+    "refused": (OpStatus.OK, True),
+    "failed": (OpStatus.FAIL, False),
+    "indeterminate": (OpStatus.INFO, False),
+}
 
 
-def test_read_concurrent_with_write_may_see_new_value() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.write("v2", 2, 10)
-    b.read("v2", 3, 4)
-    b.read("v2", 5, 6)
-    assert verdict(b) is Verdict.OK
+def parse_value(token: str) -> Value:
+    if token == "-":
+        return None
+    if token[:2] in ("b'", 'b"'):
+        try:
+            value = ast.literal_eval(token)
+        except (ValueError, SyntaxError) as e:
+            raise ValueError(f"not a bytes literal: {token}") from e
+        if not isinstance(value, bytes):
+            raise ValueError(f"not a bytes literal: {token}")
+        return value
+    return token
 
 
-def test_overlapping_ops_may_take_effect_in_any_order() -> None:
-    b = Builder()
-    b.write("a", 0, 10)
-    b.write("b", 1, 9)
-    b.read("a", 2, 8)
-    b.read("b", 3, 7)  # all four overlap: write a, read a, write b, read b
-    b.read("b", 11, 12)
-    assert verdict(b) is Verdict.OK
+def parse_op(line: str, n: int) -> Op:
+    """Op number `n` (1-based) of a history, from its line."""
+    words = line.split()
+    if not words or words[0] not in _KINDS:
+        raise ValueError(f"op {n}: kind must be one of {sorted(_KINDS)}: {line!r}")
+    kind = _KINDS[words[0]]
+    nvalues = _VALUES[kind]
+    rest = words[2 + nvalues :]
+    if len(words) < 2 + nvalues or len(rest) not in (2, 3):
+        raise ValueError(
+            f"op {n}: expected '{words[0]} <key> {'<value> ' * nvalues}<call> <ret> "
+            f"[status]': {line!r}"
+        )
+    key = words[1]
+    values = [parse_value(t) for t in words[2 : 2 + nvalues]]
+    status_word = rest[2] if len(rest) == 3 else "ok"
+    if status_word not in _STATUSES:
+        raise ValueError(f"op {n}: status must be one of {sorted(_STATUSES)}: {line!r}")
+    status, cas_failed = _STATUSES[status_word]
+    value: Value = None
+    expected: Value = None
+    if kind is OpKind.CAS:
+        expected, value = values
+    elif values:
+        (value,) = values
+    return Op(
+        id=n,
+        client=n,
+        key=key,
+        kind=kind,
+        value=value,
+        expected=expected,
+        call=float(rest[0]),
+        ret=None if rest[1] == "-" else float(rest[1]),
+        status=status,
+        cas_failed=cas_failed,
+    )
 
 
-def test_ops_touching_at_an_instant_count_as_concurrent() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.write("v2", 2, 5)
-    b.read("v1", 5, 6)  # starts the instant the write returns: may precede it
-    assert verdict(b) is Verdict.OK
+def parse_history(text: str) -> list[Op]:
+    return [parse_op(line, n) for n, line in enumerate(text.splitlines(), start=1)]
 
 
-def test_stale_read_after_completed_write_is_a_violation() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.write("v2", 2, 3)
-    stale = b.read("v1", 4, 5)
-    result = check_history(b.ops)
-    assert result.verdict is Verdict.VIOLATION
-    kr = result.per_key["k"]
-    assert [o.id for o in kr.window] == [1, 2, stale.id]
-    assert kr.explanation is not None
-    assert "returned 'v1'" in kr.explanation
-    assert "op 2 wrote 'v2'" in kr.explanation
-    assert "completed before op 3 started" in kr.explanation
-
-
-def test_lost_write_is_a_violation() -> None:
-    # v2 is acknowledged, but every later read sees the older v1.
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.read("v1", 2, 3)
-    b.write("v2", 4, 5)
-    b.read("v1", 6, 7)
-    b.read("v1", 8, 9)
-    assert verdict(b) is Verdict.VIOLATION
-
-
-def test_read_of_a_value_never_written_is_a_violation() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    phantom = b.read("ghost", 2, 3)
-    result = check_history(b.ops)
-    assert result.verdict is Verdict.VIOLATION
-    kr = result.per_key["k"]
-    assert [o.id for o in kr.window] == [phantom.id]
-    assert kr.explanation is not None
-    assert "no op ever wrote that value" in kr.explanation
-
-
-def test_read_of_a_value_before_its_write_began_is_a_violation() -> None:
-    b = Builder()
-    b.read("v1", 0, 1)
-    b.write("v1", 2, 3)
-    result = check_history(b.ops)
-    assert result.verdict is Verdict.VIOLATION
-    assert "started after" in (result.per_key["k"].explanation or "")
-
-
-def test_read_absent_after_completed_write_is_a_violation() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.read(None, 2, 3)
-    assert verdict(b) is Verdict.VIOLATION
-
-
-def test_delete_then_read_absent_is_linearizable() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.delete(2, 3)
-    b.read(None, 4, 5)
-    b.write("v2", 6, 7)
-    b.read("v2", 8, 9)
-    assert verdict(b) is Verdict.OK
-
-
-def test_read_of_deleted_value_after_delete_is_a_violation() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.delete(2, 3)
-    b.read("v1", 4, 5)
-    assert verdict(b) is Verdict.VIOLATION
-
-
-def test_successful_cas_on_matching_value_is_linearizable() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.cas("v1", "v2", 2, 3)
-    b.read("v2", 4, 5)
-    b.cas(None, "x", 6, 7, cas_failed=True)  # create-only refused: the key exists
-    assert verdict(b) is Verdict.OK
-
-
-def test_cas_succeeding_on_a_wrong_value_is_a_violation() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.write("v2", 2, 3)
-    b.cas("v1", "v3", 4, 5)  # v1 was overwritten before the CAS started
-    result = check_history(b.ops)
-    assert result.verdict is Verdict.VIOLATION
-    assert "CAS on key 'k' expecting 'v1' succeeded" in (result.per_key["k"].explanation or "")
-
-
-def test_cas_refused_while_value_matched_is_a_violation() -> None:
-    # A 412 is an observation: the value was not 'v1'. Nothing could have changed it.
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.cas("v1", "v2", 2, 3, cas_failed=True)
-    result = check_history(b.ops)
-    assert result.verdict is Verdict.VIOLATION
-    kr = result.per_key["k"]
-    assert len(kr.window) == 2
-    assert "refused (412" in (kr.explanation or "")
-
-
-def test_cas_refused_with_concurrent_write_is_linearizable() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.write("v9", 2, 6)
-    b.cas("v1", "v2", 3, 4, cas_failed=True)
-    assert verdict(b) is Verdict.OK
-
-
-def test_cas_refused_is_explained_by_an_indeterminate_write() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.info_write("v9", 2)  # may have landed before the CAS
-    b.cas("v1", "v2", 3, 4, cas_failed=True)
-    assert verdict(b) is Verdict.OK
-
-
-def test_failed_op_has_no_effect() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.write("v2", 2, 3, status=OpStatus.FAIL)
-    b.read("v1", 4, 5)
-    assert verdict(b) is Verdict.OK
-    # ...and so it cannot explain a read of its value
-    b.read("v2", 6, 7)
-    assert verdict(b) is Verdict.VIOLATION
-
-
-def test_indeterminate_write_that_later_becomes_visible_is_linearizable() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.info_write("v2", 2)
-    b.read("v1", 3, 4)
-    b.read("v1", 5, 6)
-    b.read("v2", 100, 101)  # committed long after the client gave up
-    b.read("v2", 102, 103)
-    assert verdict(b) is Verdict.OK
-
-
-def test_indeterminate_write_that_never_becomes_visible_is_linearizable() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.info_write("v2", 2)
-    b.read("v1", 3, 4)
-    b.read("v1", 100, 101)
-    assert verdict(b) is Verdict.OK
-
-
-def test_indeterminate_write_cannot_be_seen_then_unseen() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.info_write("v2", 2)
-    b.read("v2", 3, 4)
-    b.read("v1", 5, 6)  # v1 again: nothing rewrote it
-    assert verdict(b) is Verdict.VIOLATION
-
-
-def test_indeterminate_read_is_ignored() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.read("garbage", 2, None, status=OpStatus.INFO)
-    b.read("v1", 3, 4)
-    assert verdict(b) is Verdict.OK
-
-
-def test_indeterminate_cas_may_or_may_not_take_effect() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.cas("v1", "v2", 2, None, status=OpStatus.INFO)
-    b.read("v1", 3, 4)
-    b.read("v2", 5, 6)
-    assert verdict(b) is Verdict.OK
-    c = Builder()
-    c.write("v1", 0, 1)
-    c.cas("v1", "v2", 2, None, status=OpStatus.INFO)
-    c.read("v1", 3, 4)
-    assert verdict(c) is Verdict.OK
-
-
-def test_indeterminate_cas_cannot_swap_a_value_it_did_not_expect() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.cas("other", "v2", 2, None, status=OpStatus.INFO)
-    b.read("v2", 3, 4)
-    assert verdict(b) is Verdict.VIOLATION
-
-
-def test_keys_are_checked_independently() -> None:
-    a = Builder("a")
-    a.write("x", 0, 1)
-    a.read("x", 2, 3)
-    b = Builder("b")
-    b.write("x", 0, 1)
-    b.write("y", 2, 3)
-    b.read("x", 4, 5)
-    # renumber b's ids so they do not collide with a's
-    from dataclasses import replace
-
-    ops = a.ops + [replace(o, id=o.id + 100) for o in b.ops]
+def show_check(ops: list[Op]) -> str:
     result = check_history(ops)
-    assert result.verdict is Verdict.VIOLATION
-    assert result.per_key["a"].verdict is Verdict.OK
-    assert result.per_key["b"].verdict is Verdict.VIOLATION
+    out = [result.verdict.value]
+    for key, kr in sorted(result.per_key.items()):
+        out.append(f"{key}: {kr.verdict.value}")
+        if kr.window:
+            out.append(f"  window: {' '.join(str(o.id) for o in kr.window)}")
+        if kr.explanation is not None:
+            out.append(f"  {kr.explanation}")
+    return "\n".join(out)
 
 
-def test_str_and_bytes_values_compare_equal_by_utf8() -> None:
-    b = Builder()
-    b.write("v1", 0, 1)
-    b.read(b"v1", 2, 3)
-    assert verdict(b) is Verdict.OK
+def handle(td: dd.TestData) -> str:
+    try:
+        ops = parse_history(td.input)
+    except ValueError as e:
+        raise td.fail(str(e)) from e
+    if td.cmd == "check":
+        return show_check(ops)
+    if td.cmd == "format":
+        return format_result(check_history(ops))
+    raise td.fail("unknown command (check, format)")
 
 
-def test_format_result_shows_reason_and_window_table() -> None:
-    b = Builder()
-    b.write("v1", 0.0, 0.5)
-    b.write("v2", 1.0, 1.5)
-    b.read("v1", 2.0, 2.5)
-    text = format_result(check_history(b.ops))
-    assert "linearizability: VIOLATION" in text
-    assert "key 'k': VIOLATION" in text
-    lines = text.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["op", "client", "kind"])
-    rows = [line.split() for line in lines[header + 1 :]]
-    assert [r[0] for r in rows] == ["1", "2", "3"]
-    assert rows[0][4:] == ["+0.000", "+0.500", "ok"]
-    assert rows[2][2:4] == ["read", "'v1'"]
+@pytest.mark.parametrize("case", dd.cases(dd.files(TESTDATA)))
+def test_history(case: dd.Case) -> None:
+    dd.run_case(case, lambda: handle)
 
 
-def test_empty_history_is_linearizable() -> None:
-    assert check_history([]).verdict is Verdict.OK
+def test_every_theme_has_cases() -> None:
+    names = {p.stem for p in dd.files(TESTDATA)}
+    assert {"basic", "indeterminate", "cas", "delete", "explanations", "format"} <= names
+
+
+def test_op_lines_parse_to_the_builder_ops() -> None:
+    ops = parse_history(
+        "w k v1 0 1\n"
+        "r k - 2 3\n"
+        "cas k - b'x' 3 8 refused\n"
+        "d j 4 5 failed\n"
+        "w k v2 6 - indeterminate\n"
+        "r k v2 6.5 7"
+    )
+    assert [(o.id, o.client, o.key, o.kind) for o in ops] == [
+        (1, 1, "k", OpKind.WRITE),
+        (2, 2, "k", OpKind.READ),
+        (3, 3, "k", OpKind.CAS),
+        (4, 4, "j", OpKind.DELETE),
+        (5, 5, "k", OpKind.WRITE),
+        (6, 6, "k", OpKind.READ),
+    ]
+    assert ops[1].value is None
+    assert (ops[2].expected, ops[2].value, ops[2].cas_failed) == (None, b"x", True)
+    assert ops[3].status is OpStatus.FAIL
+    assert (ops[4].status, ops[4].ret) == (OpStatus.INFO, None)
+    assert (ops[5].call, ops[5].ret) == (6.5, 7.0)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "x k v1 0 1",  # no such kind
+        "w k 0 1",  # missing value
+        "cas k v1 0 1",  # missing new value
+        "r k v1 0 1 maybe",  # no such status
+        "r k v1 0 1 ok extra",
+        "r k b'v1 0 1",  # not a literal
+    ],
+)
+def test_malformed_op_lines_are_refused(line: str) -> None:
+    with pytest.raises(ValueError):
+        parse_op(line, 1)
