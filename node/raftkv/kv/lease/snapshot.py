@@ -14,18 +14,15 @@ canonical form (unsorted, duplicated, out of range) is refused.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-import msgpack
-
+from ..frame import expect_bytes, expect_int, expect_list, seal, unseal
 from .errors import SnapshotError
 
 MAGIC = b"RKVL"
 VERSION = 1
-_HEADER_LEN = len(MAGIC) + 1 + 4
 
 MAX_LEASE_TTL = 9_000_000_000
 """etcd's MaxLeaseTTL, in seconds."""
@@ -43,48 +40,29 @@ class State:
 
 def encode(next_id: int, leases: list[tuple[int, int, list[bytes]]]) -> bytes:
     """`leases`: (id, ttl, keys) in id order, keys sorted."""
-    body: bytes = msgpack.packb(
-        [next_id, [[lid, ttl, keys] for lid, ttl, keys in leases]], use_bin_type=True
-    )
-    return MAGIC + bytes((VERSION,)) + zlib.crc32(body).to_bytes(4, "big") + body
+    return seal(MAGIC, VERSION, [next_id, [[lid, ttl, keys] for lid, ttl, keys in leases]])
 
 
 def decode(data: bytes) -> State:
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise SnapshotError("snapshot must be bytes")
-    view = memoryview(data)
-    if len(view) < _HEADER_LEN or view[:4] != MAGIC:
-        raise SnapshotError("not a raftkv lease snapshot")
-    if view[4] != VERSION:
-        raise SnapshotError(f"unsupported lease snapshot version {view[4]}")
-    body = view[_HEADER_LEN:]
-    if zlib.crc32(body) != int.from_bytes(view[5:9], "big"):
-        raise SnapshotError("lease snapshot checksum mismatch")
+    obj = unseal(data, MAGIC, VERSION, "lease snapshot", SnapshotError)
     try:
-        obj = msgpack.unpackb(body, raw=False, use_list=True)
         return _build(obj)
     except SnapshotError:
         raise
-    except Exception as exc:  # malformed msgpack or shapes: untrusted input
+    except Exception as exc:  # malformed shapes: untrusted input
         raise SnapshotError(f"malformed lease snapshot: {exc!r}") from exc
 
 
 def _int(x: Any) -> int:
-    if type(x) is not int:
-        raise SnapshotError(f"expected an int, got {type(x).__name__}")
-    return x
+    return expect_int(x, SnapshotError)
 
 
 def _bytes(x: Any) -> bytes:
-    if type(x) is not bytes:
-        raise SnapshotError(f"expected bytes, got {type(x).__name__}")
-    return x
+    return expect_bytes(x, SnapshotError)
 
 
 def _list(x: Any) -> list[Any]:
-    if type(x) is not list:
-        raise SnapshotError(f"expected an array, got {type(x).__name__}")
-    return x
+    return expect_list(x, SnapshotError)
 
 
 def _build(obj: Any) -> State:

@@ -18,12 +18,10 @@ compaction leaves generations whose first revisions are gone.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
+from ..frame import expect_bytes, expect_int, seal, unseal
 from .errors import SnapshotError
 from .index import TreeIndex
 from .key_index import Generation, KeyIndex
@@ -31,7 +29,6 @@ from .kv import KeyValue, Revision
 
 MAGIC = b"RKVM"
 VERSION = 1
-_HEADER_LEN = len(MAGIC) + 1 + 4
 _KV_FIELDS = 7
 
 
@@ -57,40 +54,25 @@ def encode(
     for r in sorted(kvs):
         kv = kvs[r]
         flat.extend((r.main, r.sub, kv.key, kv.create_revision, kv.version, kv.value, kv.lease))
-    body: bytes = msgpack.packb([current_rev, compact_rev, idx, flat], use_bin_type=True)
-    return MAGIC + bytes((VERSION,)) + zlib.crc32(body).to_bytes(4, "big") + body
+    return seal(MAGIC, VERSION, [current_rev, compact_rev, idx, flat])
 
 
 def decode(data: bytes) -> State:
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise SnapshotError("snapshot must be bytes")
-    view = memoryview(data)
-    if len(view) < _HEADER_LEN or view[:4] != MAGIC:
-        raise SnapshotError("not a raftkv mvcc snapshot")
-    if view[4] != VERSION:
-        raise SnapshotError(f"unsupported mvcc snapshot version {view[4]}")
-    body = view[_HEADER_LEN:]
-    if zlib.crc32(body) != int.from_bytes(view[5:9], "big"):
-        raise SnapshotError("mvcc snapshot checksum mismatch")
+    obj = unseal(data, MAGIC, VERSION, "mvcc snapshot", SnapshotError)
     try:
-        obj = msgpack.unpackb(body, raw=False, use_list=True)
         return _build(obj)
     except SnapshotError:
         raise
-    except Exception as exc:  # malformed msgpack or shapes: untrusted input
+    except Exception as exc:  # malformed shapes: untrusted input
         raise SnapshotError(f"malformed mvcc snapshot: {exc!r}") from exc
 
 
 def _int(x: Any) -> int:
-    if type(x) is not int:
-        raise SnapshotError(f"expected an int, got {type(x).__name__}")
-    return x
+    return expect_int(x, SnapshotError)
 
 
 def _bytes(x: Any) -> bytes:
-    if type(x) is not bytes:
-        raise SnapshotError(f"expected bytes, got {type(x).__name__}")
-    return x
+    return expect_bytes(x, SnapshotError)
 
 
 def _build(obj: Any) -> State:
