@@ -50,6 +50,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/raft_bench.py
 	$(BIN)/python bench/wal_bench.py
 
+# The benchmarks that start members use the test helpers (tests/support).
+.PHONY: bench-kv bench-nemesis
+bench-kv: $(STAMP)
+	PYTHONPATH=tests $(BIN)/python bench/kv_bench.py
+
+bench-nemesis: $(STAMP)
+	PYTHONPATH=tests $(BIN)/python bench/nemesis_soak.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
 

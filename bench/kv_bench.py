@@ -24,11 +24,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-# Bootstrap: run as `python bench/kv_bench.py`, this script finds the shared test helpers
-# (tests/support: the member spawner) only with tests/ on the path; pytest puts it there
-# from pyproject's pythonpath, a plain script has to do it itself.
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
-
+# The shared test helpers come from tests/ (pytest's pythonpath): run this with
+# PYTHONPATH=tests, as `make bench-kv` does.
 from support.members import free_port, serve_command, spawn_member
 
 HERE = Path(__file__).resolve().parent

@@ -16,11 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-# Bootstrap: run as `python bench/nemesis_soak.py`, this script finds the nemesis
-# (tests/nemesis, with tests/cluster and tests/support) only with tests/ on the path;
-# pytest puts it there from pyproject's pythonpath, a plain script has to do it itself.
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
-
+# The shared test helpers come from tests/ (pytest's pythonpath): run this with
+# PYTHONPATH=tests, as `make bench-nemesis` does.
 from nemesis.nemesis import FAULT_KINDS, NemesisConfig, run_nemesis
 from nemesis.netns import netns_unavailable_reason
 
