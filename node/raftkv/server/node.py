@@ -65,10 +65,6 @@ from .waiters import Waiters
 log = logging.getLogger("raftkv.node")
 
 
-class Removed(Exception):
-    """This member was removed from the cluster; it must not serve."""
-
-
 @dataclass
 class NodeStats:
     proposals_pending: int = 0
