@@ -124,6 +124,14 @@ SAMPLES: dict[str, tuple[str, list[str], dict[str, Any]]] = {
     "--max-value-bytes": ("200", [], {"max_value_bytes": 200}),
     "--request-timeout": ("1.5", [], {"request_timeout": 1.5}),
     "--stop-timeout": ("2", [], {"stop_timeout": 2.0}),
+    "--max-txn-ops": ("64", [], {"max_txn_ops": 64}),
+    "--auto-compaction-mode": (
+        "revision",
+        ["--auto-compaction-retention", "100"],
+        {"auto_compaction_mode": "revision", "auto_compaction_retention": "100"},
+    ),
+    "--auto-compaction-retention": ("2h", [], {"auto_compaction_retention": "2h"}),
+    "--watch-progress-interval": ("30", [], {"watch_progress_interval": 30.0}),
     "--log-format": ("json", [], {"log_format": "json"}),
     "--log-level": ("debug", [], {"log_level": "debug"}),
 }

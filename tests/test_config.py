@@ -136,6 +136,10 @@ LEGACY_FLAGS = {
     "--max-value-bytes",
     "--request-timeout",
     "--stop-timeout",
+    "--max-txn-ops",
+    "--auto-compaction-mode",
+    "--auto-compaction-retention",
+    "--watch-progress-interval",
     "--log-format",
     "--log-level",
 }

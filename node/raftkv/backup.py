@@ -1,9 +1,10 @@
 """Backups and disaster recovery: `raftkv snapshot save|restore|status`.
 
-A backup file is exactly what `GET /v1/snapshot` returns: the state machine in the
-KVStore snapshot format (magic, version, CRC32 over the body, then keys, values,
-revisions and the request-id dedup table at one applied index N). It holds no Raft log
-and no membership, so it can seed a cluster of any shape.
+A backup file is exactly what `GET /v1/snapshot` returns: the state machine in its
+snapshot format (magic, version, CRC32 over the body, then the MVCC store with its
+history, the leases and the request-id dedup table at one applied index N; a file
+from before MVCC, "RKVS", is still read and converted). It holds no Raft log and no
+membership, so it can seed a cluster of any shape.
 
 `restore` writes the data dir a member would have written itself after installing a
 Raft snapshot, for a NEW one-member cluster:
@@ -16,8 +17,8 @@ Raft snapshot, for a NEW one-member cluster:
   written last, so that an interrupted restore leaves a dir the member refuses to start
   ("holds Raft state but no member.json") rather than one it would bootstrap over.
 
-Keys keep their revisions: a revision is a Raft index <= N, and the new log continues
-at N+1. The new cluster id keeps the restored cluster and any survivor of the old one
+Keys keep their MVCC revisions (the store revision is not a Raft index), and the new
+log continues at N+1. The new cluster id keeps the restored cluster and any survivor of the old one
 apart: peers check it on every connection and refuse the other cluster's traffic.
 """
 
@@ -30,7 +31,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .kv.store import KVStore, SnapshotError
+from .kv.machine import SnapshotError, StateMachine
 from .raft import NONE, ConfState, HardState, Snapshot, SnapshotMetadata
 from .server.config import cluster_id_for
 from .server.membership import MemberInfo, Registry, validate_url
@@ -71,7 +72,7 @@ def verify(data: bytes, source: str = "snapshot") -> SnapshotInfo:
     """Decode the whole snapshot (CRC, structure, ordering, revisions <= applied index):
     only bytes a member could restore from pass."""
     try:
-        kv = KVStore.from_snapshot(data)
+        kv = StateMachine.from_snapshot(data)
     except SnapshotError as exc:
         raise BackupError(f"{source} is not a valid raftkv snapshot: {exc}") from None
     return SnapshotInfo(kv.applied_index, len(kv), len(data))

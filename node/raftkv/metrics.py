@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (
@@ -70,6 +70,60 @@ class _RaftCollector(Collector):
         yield members
 
 
+@dataclass(frozen=True, slots=True)
+class StoreGauges:
+    """The state machine's numbers (MVCC store, leases, watchers) at scrape time."""
+
+    keys: int
+    revision: int
+    compact_revision: int
+    history_size: int
+    leases: int
+    watchers: int
+    watch_streams: int
+    watch_events_sent: int
+    slow_watchers_cancelled: int
+    compacted_watchers_cancelled: int
+
+
+class _StoreCollector(Collector):
+    def __init__(self, source: Callable[[], StoreGauges]) -> None:
+        self.source = source
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        g = self.source()
+        gauges = {
+            "raftkv_keys": ("Keys that exist now", g.keys),
+            "raftkv_store_revision": ("Current MVCC store revision", g.revision),
+            "raftkv_compact_revision": (
+                "Revision of the last compaction (0 before the first)",
+                max(g.compact_revision, 0),
+            ),
+            "raftkv_history_size": (
+                "Key versions kept as history (tombstones included) since compaction",
+                g.history_size,
+            ),
+            "raftkv_leases": ("Leases that exist now", g.leases),
+            "raftkv_watchers": ("Watches open on this member", g.watchers),
+            "raftkv_watch_streams": ("Watch streams open on this member", g.watch_streams),
+        }
+        for name, (doc, value) in gauges.items():
+            yield GaugeMetricFamily(name, doc, value=value)
+        counters = {
+            "raftkv_watch_events_sent": ("Watch events sent to clients", g.watch_events_sent),
+            "raftkv_slow_watchers_cancelled": (
+                "Watches cancelled because they fell too far behind",
+                g.slow_watchers_cancelled,
+            ),
+            "raftkv_compacted_watchers_cancelled": (
+                "Watches cancelled because the revisions they needed were compacted",
+                g.compacted_watchers_cancelled,
+            ),
+        }
+        for name, (doc, value) in counters.items():
+            yield CounterMetricFamily(name, doc, value=value)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -117,3 +171,6 @@ class Metrics:
 
     def watch_raft(self, source: Callable[[], RaftGauges]) -> None:
         self.registry.register(_RaftCollector(source))
+
+    def watch_store(self, source: Callable[[], StoreGauges]) -> None:
+        self.registry.register(_StoreCollector(source))

@@ -211,6 +211,16 @@ def test_status_metrics_and_probes(cluster: LocalCluster) -> None:
         "raftkv_snapshot_save_duration_seconds",
         "raftkv_peer_rtt_seconds",
         "raftkv_http_request_duration_seconds",
+        "raftkv_keys",
+        "raftkv_store_revision",
+        "raftkv_compact_revision",
+        "raftkv_history_size",
+        "raftkv_leases",
+        "raftkv_watchers",
+        "raftkv_watch_streams",
+        "raftkv_watch_events_sent_total",
+        "raftkv_slow_watchers_cancelled_total",
+        "raftkv_compacted_watchers_cancelled_total",
     ):
         assert name in text, name
     assert "raftkv_is_leader 1.0" in text

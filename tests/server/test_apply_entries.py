@@ -4,12 +4,14 @@ attributes, configuration changes; writes overwritten by a new leader fail at on
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from raftkv.kv import Command, KVStore, Op
+from raftkv.kv.command import Command, Op
+from raftkv.kv.machine import StateMachine
 from raftkv.raft import ConfChange, ConfChangeType, Entry, EntryType, encode_conf_change
 from raftkv.server import errors as E
 from raftkv.server.apply import Applier, stable_prefix
@@ -23,7 +25,7 @@ ME = 1
 class Member:
     """An Applier and everything it reports, for one member (id ME)."""
 
-    kv: KVStore = field(default_factory=KVStore)
+    kv: StateMachine = field(default_factory=lambda: StateMachine(clock=time.monotonic))
     waiters: Waiters = field(default_factory=Waiters)
     registry: Registry = field(default_factory=Registry)
     peer_syncs: int = 0
@@ -51,6 +53,12 @@ class Member:
         self.applier.apply(list(entries))
 
 
+def get(m: Member, key: str) -> tuple[bytes, int] | None:
+    """(value, mod_revision) of a key, or None."""
+    kv = m.kv.get(key.encode())
+    return None if kv is None else (kv.value, kv.mod_revision)
+
+
 def put(index: int, key: str, rid: bytes = b"") -> Entry:
     return Entry(1, index, data=Command(Op.PUT, key, b"v", request_id=rid).encode())
 
@@ -72,8 +80,8 @@ async def test_a_command_resolves_its_writers_and_counts_as_committed() -> None:
     m.apply(put(1, "a", b"r1"), put(2, "b"))
     res = fut.result()
     assert res.ok
-    assert res.revision == 1
-    assert m.kv.get("b") == (b"v", 2)
+    assert res.revision == 2  # the store revision starts at 1
+    assert get(m, "b") == (b"v", 3)
     assert m.kv.applied_index == 2
     assert m.committed == [2]
 
@@ -86,8 +94,8 @@ async def test_a_repeated_request_id_replays_the_first_result() -> None:
     m.apply(put(2, "a", b"r1"))
     res = fut.result()
     assert res.replayed
-    assert res.revision == 1
-    assert m.kv.get("a") == (b"v", 1)
+    assert res.revision == 2
+    assert get(m, "a") == (b"v", 2)
 
 
 @pytest.mark.asyncio
@@ -95,8 +103,8 @@ async def test_entries_already_applied_are_skipped() -> None:
     m = Member()
     m.apply(put(1, "a"))
     m.apply(put(1, "b"), put(2, "c"))
-    assert m.kv.get("b") is None
-    assert m.kv.get("c") == (b"v", 2)
+    assert get(m, "b") is None
+    assert get(m, "c") == (b"v", 3)
     assert m.committed == [1, 1]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from raftkv.kv.store import ApplyResult
+from raftkv.kv.machine import Outcome
 from raftkv.raft import ConfChange, ConfChangeType
 from raftkv.server import errors as E
 from raftkv.server.waiters import Waiters
@@ -46,7 +46,7 @@ async def test_write_waiters_of_one_request_id_all_get_the_result() -> None:
     w = Waiters()
     a, b = w.add_write(b"r1"), w.add_write(b"r1")
     other = w.add_write(b"r2")
-    result = ApplyResult(True, 7)
+    result = Outcome(7)
     w.resolve_write(b"r1", result)
     assert a.result() is result
     assert b.result() is result

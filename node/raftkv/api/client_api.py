@@ -22,7 +22,7 @@ from fastapi.responses import Response
 
 from ..server import errors as E
 from ..server.node import Node
-from . import kv, members, snapshot, status
+from . import kv, leases, members, snapshot, status, txn, watch
 from .fastpath import KVFastPath, MetricsMiddleware
 from .forward import LeaderForwarder
 from .responses import error_response, json_response
@@ -50,7 +50,7 @@ def create_client_app(node: Node) -> FastAPI:
     observe = node.metrics.http_duration
     app.add_middleware(MetricsMiddleware, observe=observe)
     _add_exception_handlers(app)
-    for module in (kv, snapshot, members, status):
+    for module in (kv, txn, leases, watch, snapshot, members, status):
         app.include_router(module.router)
     # Outermost, so added last.
     app.add_middleware(

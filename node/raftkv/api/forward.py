@@ -47,7 +47,7 @@ class LeaderForwarder:
         try:
             r = await self.client().request(
                 request.method,
-                url + request.url.path,
+                url + request.url.path + (f"?{request.url.query}" if request.url.query else ""),
                 content=body,
                 headers={"content-type": "application/json", FORWARDED_HEADER: "1"},
             )

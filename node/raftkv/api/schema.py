@@ -87,9 +87,23 @@ class _Answer(BaseModel):
 # --- keys ----------------------------------------------------------------------------
 
 
+class Header(_Answer):
+    """etcd's ResponseHeader: who answered, at which store revision and Raft term."""
+
+    cluster_id: str
+    member_id: int
+    revision: int = Field(description="the store revision the answer is as of")
+    raft_term: int
+
+
 class WriteResult(_Answer):
-    revision: int = Field(description="the Raft index of the write")
-    prev_revision: Opt[int] = Field(0, description="the key's revision before; 0 if it was new")
+    revision: int = Field(description="the store revision of the write (the key's mod_revision)")
+    prev_revision: Opt[int] = Field(
+        0, description="the key's mod_revision before; 0 if it was new (or on a replay)"
+    )
+    replayed: Opt[bool] = Field(
+        False, description="a retry of an X-Request-Id already applied: nothing was done again"
+    )
 
 
 class DeleteResult(WriteResult):
@@ -99,7 +113,11 @@ class DeleteResult(WriteResult):
 class KeyValue(_Answer):
     key: str
     value: str = Field(description="base64")
-    revision: int
+    revision: int = Field(description="the key's mod_revision (kept for older clients)")
+    create_revision: Opt[int] = 0
+    mod_revision: Opt[int] = 0
+    version: Opt[int] = 0
+    lease: Opt[int] = 0
 
 
 class KeyList(_Answer):
@@ -107,6 +125,13 @@ class KeyList(_Answer):
     more: Opt[bool] = Field(
         False, description="more keys match after the last item (page with start_after)"
     )
+    revision: Opt[int] = Field(0, description="the store revision the listing is as of")
+
+
+class RangeDeleteResult(_Answer):
+    header: Header
+    deleted: int
+    replayed: Opt[bool] = False
 
 
 # --- members and leadership -------------------------------------------------------------

@@ -3,8 +3,9 @@
 - configuration changes: the membership registry, the waiting change, our own removal;
 - empty entries (a new leader's no-op): only advance the applied index;
 - member attributes (`membership.encode_attrs`): the registry;
-- KV commands: the KVStore (which also deduplicates by request id) and the writes
-  waiting on that request id.
+- client requests (`raftkv.kv.proposal`): the state machine (which also deduplicates
+  by request id), the watchers (the changes' events) and the writes waiting on that
+  request id.
 
 A write a leader proposed at an index where another entry ends up fails at once: a
 new leader overwrote it. The loop calls `Applier.apply` with each run of committed
@@ -18,8 +19,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..kv.command import Command, CommandDecodeError
-from ..kv.store import KVStore
+from ..kv.command import CommandDecodeError
+from ..kv.machine import StateMachine
+from ..kv.mvcc.kv import Event
+from ..kv.proposal import Proposal
 from ..raft import Entry, EntryType, decode_conf_change
 from ..raft.errors import InvalidConfChange
 from . import errors as E
@@ -45,7 +48,7 @@ def stable_prefix(committed: Sequence[Entry], stable_index: int) -> int:
 
 @dataclass
 class Applier:
-    kv: KVStore
+    kv: StateMachine
     waiters: Waiters
     registry: Callable[[], Registry]
     """The current registry (a snapshot replaces it, so it is looked up each time)."""
@@ -55,6 +58,8 @@ class Applier:
     """This member's own removal was applied."""
     on_committed: Callable[[int], None]
     """How many KV commands one `apply` call applied (when any)."""
+    on_events: Callable[[tuple[Event, ...]], None] = lambda events: None
+    """The changes one applied request made, in revision order (for the watchers)."""
 
     def apply(self, entries: Sequence[Entry]) -> None:
         kv = self.kv
@@ -113,12 +118,14 @@ class Applier:
 
     def _command(self, e: Entry, owner: bytes | None) -> bool:
         try:
-            cmd = Command.decode(e.data)
+            cmd = Proposal.decode(e.data)
         except CommandDecodeError:
             log.error("entry %d holds no command this member understands; skipped", e.index)
             self.kv.advance(e.index)
             return False
         result = self.kv.apply(e.index, cmd)
+        if result.events:
+            self.on_events(result.events)
         rid = cmd.request_id
         if owner is not None and owner != rid:
             self.waiters.fail_write(owner, E.overwritten())

@@ -252,6 +252,28 @@ class ServerConfig:
     max_value_bytes: int = 1 << 20
     request_timeout: float = 5.0
     stop_timeout: float = 10.0
+    max_txn_ops: int = field(
+        default=128, metadata=_flag(help="operations per txn at most (etcd's --max-txn-ops)")
+    )
+    auto_compaction_mode: str = field(
+        default="periodic",
+        metadata=_flag(
+            choices=("periodic", "revision"),
+            help="periodic: keep --auto-compaction-retention of time; "
+            "revision: keep that many revisions",
+        ),
+    )
+    auto_compaction_retention: str = field(
+        default="0",
+        metadata=_flag(
+            help="periodic: a duration (1h, 30m, 90s; a bare number is hours); "
+            "revision: a count; 0 turns automatic compaction off (etcd's flag)"
+        ),
+    )
+    watch_progress_interval: float = field(
+        default=600.0,
+        metadata=_flag(help="seconds between progress notifications of idle watches"),
+    )
     log_format: str = field(default="text", metadata=_flag(choices=("text", "json")))
     log_level: str = "info"
 
@@ -374,4 +396,9 @@ def config_from_values(values: Mapping[str, Any]) -> ServerConfig:
     v["initial_cluster"] = [] if v["join"] else parse_initial_cluster(spec)
     if v["join"] and v["member_id"] <= 0 and not v["discovery_endpoints"]:
         raise ValueError("joining needs --member-id or --discovery-endpoints")
+    from .compactor import parse_retention
+
+    parse_retention(v["auto_compaction_mode"], v["auto_compaction_retention"])
+    if v["max_txn_ops"] < 1:
+        raise ValueError("--max-txn-ops must be at least 1")
     return ServerConfig(**v)

@@ -20,14 +20,18 @@ import contextlib
 import hashlib
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ..kv.command import Command, CommandDecodeError
-from ..kv.store import ApplyResult, KVStore
-from ..metrics import Metrics, RaftGauges
+from ..kv.lease.lessor import TimeToLive, min_ttl_for
+from ..kv.machine import EPHEMERAL_ID_PREFIX, Outcome, StateMachine
+from ..kv.mvcc.kv import Event
+from ..kv.proposal import CompactRequest, LeaseRevokeRequest, Proposal, request_id_of
+from ..kv.watch.hub import WatchHub
+from ..metrics import Metrics, RaftGauges, StoreGauges
 from ..raft import (
     NONE,
     ConfChange,
@@ -48,6 +52,7 @@ from . import bootstrap
 from . import errors as E
 from .apply import Applier, stable_prefix
 from .bootstrap import StartKind
+from .compactor import AutoCompactor
 from .config import ServerConfig
 from .membership import (
     MemberInfo,
@@ -76,7 +81,24 @@ class Node:
     def __init__(self, cfg: ServerConfig, metrics: Metrics | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics or Metrics()
-        self.kv = KVStore()
+        self.kv = StateMachine(
+            clock=time.monotonic,
+            min_lease_ttl=min_ttl_for(cfg.election_ticks, cfg.tick_ms),
+            max_txn_ops=cfg.max_txn_ops,
+        )
+        self.watch = WatchHub(
+            lambda start: self.kv.mvcc.events(start),
+            lambda: self.kv.revision,
+            progress_interval=cfg.watch_progress_interval,
+        )
+        self.watch_signal = asyncio.Event()
+        """Set (and at once cleared) whenever watchers may have something to send;
+        every open watch stream waits on it."""
+        self._watch_waiters: set[asyncio.Event] = set()
+        self._lease_primary = False
+        self._compactor = AutoCompactor.from_config(
+            cfg.auto_compaction_mode, cfg.auto_compaction_retention
+        )
         self.registry = Registry()
         self.raw: RawNode | None = None
         self.storage: RecoveredState | None = None
@@ -100,6 +122,7 @@ class Node:
             on_peers_changed=self._sync_peers,
             on_removed=self._mark_removed,
             on_committed=self.metrics.proposals_committed.inc,
+            on_events=self._on_events,
         )
         self._read_seq = itertools.count(1)
         self._wake = asyncio.Event()
@@ -176,6 +199,7 @@ class Node:
     async def _start_raft(self) -> None:
         cfg = self.cfg
         self.metrics.watch_raft(self._gauges)
+        self.metrics.watch_store(self._store_gauges)
         secret = cfg.peer_secret
         if not secret:
             log.warning(
@@ -205,6 +229,7 @@ class Node:
     async def stop(self) -> None:
         """Stop the loop and the transport and flush storage; bounded in time."""
         self.stopping = True
+        self._notify_watchers()  # open watch streams end
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -286,6 +311,46 @@ class Node:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             self._ticks += 1
             self._wake.set()
+            self._on_tick()
+
+    def _on_tick(self) -> None:
+        """Leader-local clockwork: revoke expired leases, compact on schedule, and
+        let the watchers' progress timers run."""
+        now = time.monotonic()
+        self.watch.tick(now)
+        self._notify_watchers()
+        raw = self.raw
+        if raw is None or raw.role != Role.LEADER or self.stopping:
+            return
+        for lease_id in self.kv.expired_leases():
+            self._propose_internal(LeaseRevokeRequest(lease_id))
+        rev = self._compactor.due(now, self.kv.revision, self.kv.mvcc.compact_revision)
+        if rev is not None:
+            log.info("auto-compaction: compacting to revision %d", rev)
+            self._propose_internal(CompactRequest(rev))
+
+    def _propose_internal(self, body: CompactRequest | LeaseRevokeRequest) -> None:
+        """A proposal of the member's own (lease expiry, auto-compaction): nobody
+        waits for it; if it is lost, the next tick proposes it again."""
+        rid = EPHEMERAL_ID_PREFIX + os.urandom(15)
+        self._proposals.append((rid, Proposal(body, rid).encode()))
+        self._wake.set()
+
+    def _on_events(self, events: tuple[Event, ...]) -> None:
+        self.watch.publish(events)
+        self._notify_watchers()
+
+    def _notify_watchers(self) -> None:
+        for ev in self._watch_waiters:
+            ev.set()
+
+    def add_watch_waiter(self) -> asyncio.Event:
+        ev = asyncio.Event()
+        self._watch_waiters.add(ev)
+        return ev
+
+    def remove_watch_waiter(self, ev: asyncio.Event) -> None:
+        self._watch_waiters.discard(ev)
 
     def _drain_inputs(self) -> None:
         raw = self.raw
@@ -384,7 +449,7 @@ class Node:
         if committed:
             self._applier.apply(committed)
         for dropped in rd.dropped_proposals:
-            rid = _request_id_of(dropped)
+            rid = request_id_of(dropped)
             if rid:
                 self.waiters.fail_write(
                     rid, E.Unavailable("the leader refused the write", code="proposal_dropped")
@@ -431,6 +496,19 @@ class Node:
             self._leader = leader
             log.info("member %d: leader is now %s", self.member_id, leader or "unknown")
             self.waiters.leader_changed(leader)
+        self._lease_role(leader)
+
+    def _lease_role(self, leader: int) -> None:
+        """Only the leader counts lease time; a new leader gives every lease its
+        full TTL again, plus an election timeout (etcd's rule), so no lease expires
+        early because leadership moved."""
+        if leader == self.member_id and not self._lease_primary:
+            self._lease_primary = True
+            self.kv.promote(extend=self.cfg.election_ticks * self.cfg.tick_ms / 1000)
+            self._compactor.reset(time.monotonic(), self.kv.revision)
+        elif leader != self.member_id and self._lease_primary:
+            self._lease_primary = False
+            self.kv.demote()
 
     def _sync_peers(self) -> None:
         if self.transport is None or self.raw is None:
@@ -499,11 +577,11 @@ class Node:
         assert raw is not None and storage is not None
         loop = asyncio.get_running_loop()
         try:
-            view = self.kv.snapshot_view()
+            sm_bytes = self.kv.snapshot()
             reg = self.registry.copy()
-            index = view.applied_index
+            index = self.kv.applied_index
             data = await loop.run_in_executor(
-                self._snap_executor, lambda: encode_state(view.serialize(), reg)
+                self._snap_executor, lambda: encode_state(sm_bytes, reg)
             )
             if self.raw is None or self.storage is None:
                 return
@@ -518,14 +596,14 @@ class Node:
 
     async def backup(self) -> tuple[int, bytes, str]:
         """A consistent copy of the state machine for `GET /v1/snapshot`: the bytes of
-        the KVStore snapshot format at its applied index, and their SHA-256 (hex). The
-        view is taken here, on the loop, so it is one point in time; serializing and
-        hashing run in the snapshot thread, as for `_snapshot`."""
+        the state-machine snapshot format at its applied index, and their SHA-256
+        (hex). The bytes are taken here, on the loop, so they are one point in time;
+        hashing runs in the snapshot thread, as for `_snapshot`."""
         self._check_serving()
-        view = self.kv.snapshot_view()
+        data = self.kv.snapshot()
+        index = self.kv.applied_index
 
         def _dump() -> tuple[bytes, str]:
-            data = view.serialize()
             return data, hashlib.sha256(data).hexdigest()
 
         try:
@@ -534,12 +612,16 @@ class Node:
             )
         except RuntimeError:  # the executor is gone: we are stopping
             raise E.shutting_down() from None
-        return view.applied_index, data, digest
+        return index, data, digest
 
     def _install_snapshot_data(self, snap: Snapshot) -> None:
         kv_bytes, reg = decode_state(snap.data)
         self.kv.restore(kv_bytes)
         self.registry = reg
+        self.watch.restored()
+        self._notify_watchers()
+        if self._lease_primary:
+            self.kv.promote(extend=self.cfg.election_ticks * self.cfg.tick_ms / 1000)
         # The snapshot supersedes anything waiting on indexes it covers.
         self.waiters.fail_owners_through(snap.metadata.index, E.indeterminate())
 
@@ -553,7 +635,7 @@ class Node:
             stopping=self.stopping,
         )
 
-    async def write(self, cmd: Command) -> ApplyResult:
+    async def write(self, cmd: Proposal) -> Outcome:
         """Propose a write and return once it is committed and applied here."""
         self._check_serving()
         rid = cmd.request_id
@@ -572,6 +654,25 @@ class Node:
         finally:
             self.stats.proposals_pending -= 1
             self.waiters.discard_write(rid, fut)
+
+    async def lease_keepalive(self, lease_id: int) -> int:
+        """Renew a lease on the leader (NotLeader elsewhere, which the API forwards);
+        the granted TTL. The barrier first makes sure every committed revoke is
+        applied here, so a lease that is gone cannot be renewed."""
+        self._require_leader()
+        await self.linearizable_barrier()
+        self._require_leader()
+        return self.kv.lessor.renew(lease_id, time.monotonic())
+
+    async def lease_time_to_live(self, lease_id: int, *, keys: bool) -> TimeToLive:
+        self._require_leader()
+        await self.linearizable_barrier()
+        self._require_leader()
+        return self.kv.lessor.time_to_live(lease_id, time.monotonic(), keys=keys)
+
+    def _require_leader(self) -> None:
+        if not self._lease_primary or not self.is_leader():
+            raise E.from_raft_error(NotLeader("not the leader"))
 
     async def linearizable_barrier(self) -> None:
         """Return once this member's state includes every write that completed before
@@ -648,6 +749,22 @@ class Node:
 
     # --- observation ------------------------------------------------------------------
 
+    def _store_gauges(self) -> StoreGauges:
+        mvcc = self.kv.mvcc
+        w = self.watch.stats()
+        return StoreGauges(
+            keys=len(mvcc),
+            revision=mvcc.revision,
+            compact_revision=mvcc.compact_revision,
+            history_size=mvcc.history_size,
+            leases=len(self.kv.lessor),
+            watchers=w.watchers,
+            watch_streams=w.streams,
+            watch_events_sent=w.events_sent,
+            slow_watchers_cancelled=w.slow_cancelled,
+            compacted_watchers_cancelled=w.compacted_cancelled,
+        )
+
     def _gauges(self) -> RaftGauges:
         return self.status().gauges(self.stats.proposals_pending)
 
@@ -704,13 +821,6 @@ def _split_messages(msgs: list[Message]) -> tuple[list[Message], list[Message]]:
     if len(early) == len(msgs):
         return early, []
     return early, [m for m in msgs if m.type not in _EARLY]
-
-
-def _request_id_of(data: bytes) -> bytes:
-    try:
-        return Command.decode(data).request_id
-    except CommandDecodeError:
-        return b""
 
 
 def _snapshot_phase(member_id: int, cfg: ServerConfig) -> int:

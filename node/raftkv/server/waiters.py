@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..kv.store import ApplyResult
+from ..kv.machine import Outcome
 from ..raft import ConfChange
 from .errors import ApiError
 
@@ -63,7 +63,7 @@ def _fail(futures: Iterable[asyncio.Future[Any]], err: BaseException) -> None:
 
 class Waiters:
     def __init__(self) -> None:
-        self._writes: dict[bytes, list[asyncio.Future[ApplyResult]]] = {}
+        self._writes: dict[bytes, list[asyncio.Future[Outcome]]] = {}
         self._owners: dict[int, bytes] = {}
         self._reads: list[asyncio.Future[None]] = []
         self._batches: dict[bytes, ReadBatch] = {}
@@ -73,12 +73,12 @@ class Waiters:
 
     # --- writes ----------------------------------------------------------------------
 
-    def add_write(self, rid: bytes) -> asyncio.Future[ApplyResult]:
-        fut: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
+    def add_write(self, rid: bytes) -> asyncio.Future[Outcome]:
+        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._writes.setdefault(rid, []).append(fut)
         return fut
 
-    def discard_write(self, rid: bytes, fut: asyncio.Future[ApplyResult]) -> None:
+    def discard_write(self, rid: bytes, fut: asyncio.Future[Outcome]) -> None:
         waiters = self._writes.get(rid)
         if waiters is None:
             return
@@ -87,7 +87,7 @@ class Waiters:
         if not waiters:
             del self._writes[rid]
 
-    def resolve_write(self, rid: bytes, result: ApplyResult) -> None:
+    def resolve_write(self, rid: bytes, result: Outcome) -> None:
         for f in self._writes.pop(rid, ()):
             if not f.done():
                 f.set_result(result)

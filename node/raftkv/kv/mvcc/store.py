@@ -80,6 +80,15 @@ class MVCCStore:
         """The revision of the last compaction; -1 before the first (as in etcd)."""
         return self._compact_rev
 
+    @property
+    def history_size(self) -> int:
+        """Key versions kept (tombstones included): what compaction frees."""
+        return len(self._kvs)
+
+    @property
+    def max_txn_ops(self) -> int:
+        return self._max_ops
+
     def __len__(self) -> int:
         """Keys that exist now."""
         return self._index.count(b"\x00", b"\x00", self._current_rev)
@@ -181,6 +190,21 @@ class MVCCStore:
         resp = w.delete_range(req)
         w.commit()
         return resp
+
+    def delete_keys(self, keys: Sequence[bytes]) -> DeleteRangeResponse:
+        """Delete each of `keys` that exists, all at one revision, in the order given:
+        a lease revoke (etcd deletes a lease's keys in one write txn, however many;
+        --max-txn-ops bounds client txns only)."""
+        w = _Write(self)
+        deleted = 0
+        events: list[Event] = []
+        for key in keys:
+            check_key(key)
+            r = w.delete_range(DeleteRangeRequest(key))
+            deleted += r.deleted
+            events.extend(r.events)
+        w.commit()
+        return DeleteRangeResponse(self._current_rev, deleted, (), tuple(events))
 
     def txn(
         self,

@@ -1,0 +1,219 @@
+"""Watches and leases of a real three-member cluster while members are killed:
+
+- watchers on every member, reconnecting to another member from the last revision
+  they saw + 1, see every committed change exactly once, in revision order, and
+  their view replays to the final state;
+- a lease kept alive by a client never loses its keys through leader kills, and one
+  left alone ends within its TTL plus a stated bound.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from raftkv.client import Client
+from support.wait import wait_for
+
+from .harness import LocalCluster
+
+TICK_MS = 50
+ELECTION_S = 10 * TICK_MS / 1000
+
+
+@dataclass
+class Watcher:
+    """A watch on a prefix that moves to the next member whenever its stream breaks,
+    resuming from the last revision it knows complete + 1."""
+
+    endpoints: list[str]
+    start: int
+    prefix: str
+    events: list[tuple[int, str, str, str]] = field(default_factory=list)
+    """(mod_revision, type, key, value) in the order received."""
+    seen_rev: int = 0
+    reconnects: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+    error: str = ""
+
+    def run(self) -> None:
+        i = 0
+        next_rev = self.start
+        while not self.stop.is_set():
+            url = self.endpoints[i % len(self.endpoints)]
+            try:
+                with (
+                    httpx.Client(timeout=httpx.Timeout(5.0, read=3.0)) as h,
+                    h.stream(
+                        "GET",
+                        f"{url}/v1/watch",
+                        params={
+                            "key": self.prefix,
+                            "prefix": "true",
+                            "start_revision": next_rev,
+                            "heartbeat": 0.5,
+                        },
+                    ) as r,
+                ):
+                    if r.status_code != 200:
+                        raise httpx.HTTPError(f"status {r.status_code}")
+                    for line in r.iter_lines():
+                        if self.stop.is_set():
+                            return
+                        if not line.strip():
+                            continue
+                        next_rev = self._take(line, next_rev)
+            except (httpx.HTTPError, OSError):
+                pass
+            except AssertionError as exc:
+                self.error = str(exc)
+                return
+            i += 1
+            self.reconnects += 1
+            self.stop.wait(0.05)
+
+    def _take(self, line: str, next_rev: int) -> int:
+        msg = json.loads(line)
+        assert not msg.get("canceled"), f"watch cancelled: {msg}"
+        rev = int(msg["header"]["revision"])
+        for ev in msg.get("events", ()):
+            kv = ev["kv"]
+            self.events.append(
+                (
+                    kv["mod_revision"],
+                    ev["type"],
+                    base64.b64decode(kv["key"]).decode(),
+                    base64.b64decode(kv["value"]).decode(),
+                )
+            )
+        self.seen_rev = max(self.seen_rev, rev)
+        return max(next_rev, rev + 1)
+
+
+def test_watchers_see_every_change_once_in_order_across_member_kills(
+    fresh_cluster: LocalCluster,
+) -> None:
+    c = fresh_cluster
+    c.start_all()
+    c.leader()
+    with Client(c.endpoints(), timeout=10) as cl:
+        start = cl.put("w/start", b"0").revision + 1
+    urls = [m.url for m in c.members.values()]
+    watchers = [Watcher(urls[i:] + urls[:i], start, "w/") for i in range(3) for _ in range(2)]
+    threads = [threading.Thread(target=w.run, daemon=True) for w in watchers]
+    for t in threads:
+        t.start()
+    acked: dict[str, int] = {}
+    try:
+        with Client(c.endpoints(), timeout=10) as cl:
+            for round_ in range(3):
+                for i in range(40):
+                    key = f"w/k{i % 13}"
+                    acked[key] = cl.put(key, f"{round_}-{i}".encode()).revision
+                    if i == 20:
+                        leader = c.leader()
+                        c.kill(leader.name, signal.SIGKILL)
+                    if i == 30:
+                        cl.delete(f"w/k{round_}")
+                        acked.pop(f"w/k{round_}", None)
+                for m in c.members.values():
+                    if not m.alive():
+                        c.start(m.name)
+                c.wait_ready()
+            listing = httpx.get(
+                f"{c.leader().url}/v1/kv", params={"prefix": "w/k", "limit": 1000}
+            ).json()
+        last = int(listing["revision"])
+        for w in watchers:
+
+            def caught_up(w: Watcher = w) -> bool:
+                return w.seen_rev >= last or bool(w.error)
+
+            wait_for(f"watcher reached {last}", caught_up, 30)
+    finally:
+        for w in watchers:
+            w.stop.set()
+        for t in threads:
+            t.join(10)
+    want = {i["key"]: base64.b64decode(i["value"]).decode() for i in listing["items"]}
+    for w in watchers:
+        assert not w.error, w.error
+        revs = [e[0] for e in w.events]
+        assert revs == sorted(revs), "events out of revision order"
+        assert len(set((e[0], e[2]) for e in w.events)) == len(w.events), "an event came twice"
+        state: dict[str, str] = {}
+        for _, typ, key, value in w.events:
+            if typ == "PUT":
+                state[key] = value
+            else:
+                state.pop(key, None)
+        assert state == want
+        puts = {(e[2], e[0]) for e in w.events if e[1] == "PUT"}
+        for key, rev in acked.items():
+            assert (key, rev) in puts, f"acknowledged write {key}@{rev} never seen"
+
+
+def _keepalive(url_list: list[str], lease: int, stop: threading.Event, fails: list[str]) -> None:
+    i = 0
+    while not stop.is_set():
+        url = url_list[i % len(url_list)]
+        try:
+            r = httpx.post(f"{url}/v1/leases/{lease}/keepalive", timeout=1.0)
+            if r.status_code == 404:
+                fails.append(r.text)
+                return
+            if r.status_code != 200:
+                i += 1
+        except httpx.HTTPError:
+            i += 1
+        stop.wait(0.3)
+
+
+def test_a_kept_alive_lease_keeps_its_keys_through_leader_kills_and_ends_when_left_alone(
+    fresh_cluster: LocalCluster,
+) -> None:
+    c = fresh_cluster
+    c.start_all()
+    c.leader()
+    ttl = 2
+    with httpx.Client(base_url=c.leader().url, timeout=5) as h:
+        lease = h.post("/v1/leases", json={"ttl": ttl}).json()["id"]
+        assert h.put(f"/v1/kv/session?lease={lease}", content=b"alive").status_code == 200
+    stop = threading.Event()
+    fails: list[str] = []
+    t = threading.Thread(
+        target=_keepalive, args=([m.url for m in c.members.values()], lease, stop, fails)
+    )
+    t.start()
+    try:
+        for _ in range(2):
+            leader = c.leader()
+            c.kill(leader.name, signal.SIGKILL)
+            c.leader()
+            deadline = time.monotonic() + 2 * ttl
+            while time.monotonic() < deadline:  # longer than the TTL, still kept alive
+                assert not fails, fails
+                stop.wait(0.2)
+            c.start(leader.name)
+            c.wait_ready()
+        assert not fails, fails
+        with httpx.Client(base_url=c.leader().url, timeout=5) as h:
+            assert h.get("/v1/kv/session").content == b"alive"
+    finally:
+        stop.set()
+        t.join(10)
+    left_alone = time.monotonic()
+    bound = ttl + 2 * ELECTION_S + 1.0
+
+    def gone() -> bool:
+        return httpx.get(f"{c.leader().url}/v1/kv/session", timeout=2).status_code == 404
+
+    wait_for("the lease's key to go", gone, bound + 10, ignore=httpx.HTTPError)
+    took = time.monotonic() - left_alone
+    assert took <= bound + 1.0, f"lease ended {took:.1f}s after its last keep-alive"
