@@ -2,10 +2,11 @@
 by the same load generator (bench/loadgen.py, in its own process) in the same run.
 
 Prints writes/s and p50/p99 latency for PUT (100-byte values) at 1, 16 and 64 clients,
-linearizable and serializable GET at 64 clients, each raftkv member's peak RSS, and the
-raftkv/etcd ratio. etcd comes from Debian's `etcd-server` package (`apt-get install
-etcd-server`); without it the etcd columns are skipped. Figures only: nothing here
-passes or fails.
+linearizable and serializable GET at 64 clients, txn (compare mod_revision, then put:
+etcd's compare-and-swap) at 64 clients, a linearizable range of 1,000 keys at 16
+clients, each raftkv member's peak RSS, and the raftkv/etcd ratio. etcd comes from
+Debian's `etcd-server` package (`apt-get install etcd-server`); without it the etcd
+columns are skipped. Figures only: nothing here passes or fails.
 
     python bench/kv_bench.py [--seconds 5] [--skip-etcd]
 """
@@ -29,7 +30,15 @@ from pathlib import Path
 from support.members import free_port, serve_command, spawn_member
 
 HERE = Path(__file__).resolve().parent
-CASES = [("put", 1), ("put", 16), ("put", 64), ("get-lin", 64), ("get-ser", 64)]
+CASES = [
+    ("put", 1),
+    ("put", 16),
+    ("put", 64),
+    ("get-lin", 64),
+    ("get-ser", 64),
+    ("txn", 64),
+    ("range1k", 16),
+]
 
 
 def wait_http(

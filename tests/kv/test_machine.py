@@ -467,6 +467,7 @@ class MachineModel(RuleBasedStateMachine):
     @invariant()
     def same_revision_and_leases(self) -> None:
         assert self.a.sm.revision == self.rev
+        assert len(self.a.sm) == len(self._now())
         assert self.a.sm.lessor.leases() == sorted(self.leases)
         for lid, ks in self.leases.items():
             info = self.a.sm.lessor.lookup(lid)

@@ -47,6 +47,7 @@ def create_client_app(node: Node) -> FastAPI:
     app.state.node = node
     app.state.forwarder = forwarder
     app.state.kv = handlers = kv.KVHandlers(node)
+    rt = txn.RangeTxnHandlers(node)
     observe = node.metrics.http_duration
     app.add_middleware(MetricsMiddleware, observe=observe)
     _add_exception_handlers(app)
@@ -57,6 +58,7 @@ def create_client_app(node: Node) -> FastAPI:
         KVFastPath,
         handlers={"PUT": handlers.put, "GET": handlers.get, "DELETE": handlers.delete},
         observe=observe,
+        exact={("POST", "/v1/txn"): rt.txn, ("POST", "/v1/range"): rt.range},
     )
     return app
 

@@ -31,15 +31,24 @@ class KVFastPath:
         app: ASGIApp,
         handlers: dict[str, Callable[[Request], Awaitable[Response]]],
         observe: Histogram,
+        exact: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]] | None = None,
     ) -> None:
         self.app = app
         self.handlers = handlers
         self.observe = observe
+        self.exact = exact or {}
+        """(method, path) -> handler: other hot routes (`POST /v1/txn`, `/v1/range`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = None
-        if scope["type"] == "http" and scope["path"].startswith("/v1/kv/"):
-            handler = self.handlers.get(scope["method"])
+        route = KV_ROUTE
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path.startswith("/v1/kv/"):
+                handler = self.handlers.get(scope["method"])
+            else:
+                handler = self.exact.get((scope["method"], path))
+                route = path
         if handler is None:
             await self.app(scope, receive, send)
             return
@@ -52,7 +61,7 @@ class KVFastPath:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             response = error_response(E.ApiError("internal error; see the member's log"))
         await response(scope, receive, send)
-        self.observe.labels(KV_ROUTE, scope["method"], str(response.status_code)).observe(
+        self.observe.labels(route, scope["method"], str(response.status_code)).observe(
             time.perf_counter() - start
         )
 

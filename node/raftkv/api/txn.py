@@ -70,12 +70,33 @@ def check_sizes(node: Node, ops: tuple[RequestOp, ...]) -> None:
             check_sizes(node, op.failure)
 
 
+class RangeTxnHandlers:
+    """`/v1/range` and `/v1/txn` of one member: plain functions of the request, so the
+    ASGI fast path (`fastpath.KVFastPath`) can call them without FastAPI's routing
+    and dependency layers, as it does for the single-key routes."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def range(self, request: Request) -> Response:
+        return await _range(request, self.node)
+
+    async def txn(self, request: Request) -> Response:
+        return await _txn(request, self.node)
+
+
 @router.post("/v1/range")
 async def range_keys(request: Request, node: NodeDep) -> Response:
     """etcd's Range: `key`, `range_end` (base64; etcd's conventions), `revision`,
     `limit`, `keys_only`, `count_only`, `sort_order`, `sort_target`, the min/max
     mod and create revisions, and `serializable` (skip the linearizable barrier)."""
+    return await _range(request, node)
+
+
+async def _range(request: Request, node: Node) -> Response:
     body = await read_json(request, JSON_OVERHEAD)
+    if not isinstance(body, dict):
+        raise E.BadRequest("body must be an object", code="invalid_request")
     req = J.range_request(body, "range")
     serializable = J.flag(body.get("serializable"), "range.serializable")
     await guard_read(node, "serializable" if serializable else "linearizable")
@@ -90,6 +111,10 @@ async def range_keys(request: Request, node: NodeDep) -> Response:
 async def txn(request: Request, node: NodeDep) -> Response:
     """etcd's Txn: `compare`, then `success` or `failure` ops, atomically at one
     revision. Retries with the same X-Request-Id are applied once."""
+    return await _txn(request, node)
+
+
+async def _txn(request: Request, node: Node) -> Response:
     body = await read_json(request, body_limit(node))
     req = J.txn_request(body)
     check_sizes(node, req.success)

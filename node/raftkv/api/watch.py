@@ -26,6 +26,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from ..kv.mvcc.kv import Event
 from ..kv.mvcc.ranges import ALL_KEYS_END
 from ..kv.watch.hub import WatchStream
 from ..kv.watch.response import Filter, WatchResponse
@@ -76,7 +77,31 @@ def _number(request: Request, name: str, default: float, low: float, high: float
     return v
 
 
+_LINES: dict[tuple[object, ...], tuple[tuple[Event, ...], bytes]] = {}
+"""Keyed by the events' ids; each entry holds its events, so that while it is cached
+no other object can take one of those ids."""
+_MAX_LINES = 4096
+
+
 def _line(node: Node, r: WatchResponse) -> bytes:
+    """One NDJSON line. Event lines are cached: with many watchers of one prefix,
+    every stream sends the same line for a revision, and encoding it once instead
+    of once per watcher is most of the cost of a fan-out."""
+    if not r.events or r.canceled or r.created:
+        return _encode(node, r)
+    term = node.raw.term if node.raw is not None else 0
+    key = (id(node), term, r.watch_id, r.revision, *map(id, r.events))
+    hit = _LINES.get(key)
+    if hit is not None:
+        return hit[1]
+    if len(_LINES) >= _MAX_LINES:
+        _LINES.clear()
+    line = _encode(node, r)
+    _LINES[key] = (r.events, line)
+    return line
+
+
+def _encode(node: Node, r: WatchResponse) -> bytes:
     h = {
         "cluster_id": node.cfg.cluster_id,
         "member_id": node.member_id,
@@ -150,10 +175,11 @@ async def _lines(
             out = stream.drain(MAX_EVENTS_PER_LINE)
             if out:
                 quiet_since = loop.time()
-                for r in out:
-                    yield _line(node, r)
-                    if r.canceled:
-                        return
+                # One write for everything drained: a watcher that is behind gets
+                # many revisions per send instead of a send per revision.
+                yield b"".join(_line(node, r) for r in out)
+                if out[-1].canceled:
+                    return
                 continue
             wait = quiet_since + heartbeat - loop.time()
             if wait <= 0:

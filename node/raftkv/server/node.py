@@ -96,6 +96,7 @@ class Node:
         every open watch stream waits on it."""
         self._watch_waiters: set[asyncio.Event] = set()
         self._lease_primary = False
+        self._watch_dirty = False
         self._compactor = AutoCompactor.from_config(
             cfg.auto_compaction_mode, cfg.auto_compaction_retention
         )
@@ -338,7 +339,15 @@ class Node:
 
     def _on_events(self, events: tuple[Event, ...]) -> None:
         self.watch.publish(events)
-        self._notify_watchers()
+        self._watch_dirty = True
+
+    def _flush_watch(self) -> None:
+        """Wake the watch streams once per applied batch, not once per entry: under
+        load a batch holds many revisions, and each stream then sends them in one
+        write."""
+        if self._watch_dirty:
+            self._watch_dirty = False
+            self._notify_watchers()
 
     def _notify_watchers(self) -> None:
         for ev in self._watch_waiters:
@@ -435,6 +444,7 @@ class Node:
         if early and self.transport is not None:
             self.transport.send(early)
         committed = self._apply_stable(rd)
+        self._flush_watch()
         # 1. persist
         await self._persist(rd)
         # 2. send
@@ -454,6 +464,7 @@ class Node:
                 self.waiters.fail_write(
                     rid, E.Unavailable("the leader refused the write", code="proposal_dropped")
                 )
+        self._flush_watch()
         # 4. reads
         applied = self.kv.applied_index
         for rs in rd.read_states:

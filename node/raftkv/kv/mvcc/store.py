@@ -52,7 +52,15 @@ def _no_leases(lease: int) -> bool:
 
 
 class MVCCStore:
-    __slots__ = ("_compact_rev", "_current_rev", "_index", "_kvs", "_lease_exists", "_max_ops")
+    __slots__ = (
+        "_compact_rev",
+        "_current_rev",
+        "_index",
+        "_kvs",
+        "_lease_exists",
+        "_live",
+        "_max_ops",
+    )
 
     def __init__(
         self,
@@ -68,6 +76,8 @@ class MVCCStore:
         """etcd's compactMainRev: -1 until the first compaction."""
         self._lease_exists: LeaseExists = lease_exists or _no_leases
         self._max_ops = max_txn_ops
+        self._live = 0
+        """Keys that exist now (kept as writes happen: counting is a scan)."""
 
     # -- state ---------------------------------------------------------------------
 
@@ -91,7 +101,7 @@ class MVCCStore:
 
     def __len__(self) -> int:
         """Keys that exist now."""
-        return self._index.count(b"\x00", b"\x00", self._current_rev)
+        return self._live
 
     # -- range ---------------------------------------------------------------------
 
@@ -282,24 +292,37 @@ class MVCCStore:
         """Every change at revisions >= start_revision, in revision order, as the
         write calls returned them (for watch catch-up). Raises Compacted when
         start_revision <= the compact revision (those changes are partly gone) and
-        FutureRevision when it is above the next revision."""
+        FutureRevision when it is above the next revision.
+
+        `_kvs` is in insertion order, which is revision order (compaction only
+        deletes), so the changes are read from its end back to `start_revision`:
+        the cost is what is returned, not the size of the history."""
         if start_revision <= self._compact_rev:
             raise Compacted(self._compact_rev)
         if start_revision > self._current_rev + 1:
             raise FutureRevision(start_revision, self._current_rev)
-        out: list[tuple[Revision, Event]] = []
         kvs = self._kvs
-        for ki in self._index.key_indexes():
-            for g in ki.generations:
-                prev: KeyValue | None = None
-                for r in g.revs:
-                    kv = kvs[r]
-                    if r.main >= start_revision:
-                        typ = EventType.DELETE if kv.is_tombstone else EventType.PUT
-                        out.append((r, Event(typ, kv, prev)))
-                    prev = kv
-        out.sort(key=lambda e: e[0])
-        return [e for _, e in out]
+        revs: list[Revision] = []
+        for r in reversed(kvs):
+            if r.main < start_revision:
+                break
+            revs.append(r)
+        revs.reverse()
+        out: list[Event] = []
+        # A key changed twice in one revision (sibling txns: put, then delete) has
+        # the earlier change as the later one's prev.
+        latest: dict[bytes, KeyValue | None] = {}
+        for r in revs:
+            kv = kvs[r]
+            if kv.key in latest:
+                prev = latest[kv.key]
+            else:
+                found = self._index.get(kv.key, r.main - 1)
+                prev = None if found is None else kvs.get(found[0])
+            tomb = kv.is_tombstone
+            latest[kv.key] = None if tomb else kv
+            out.append(Event(EventType.DELETE if tomb else EventType.PUT, kv, prev))
+        return out
 
     # -- snapshots -----------------------------------------------------------------
 
@@ -316,6 +339,7 @@ class MVCCStore:
         self._compact_rev = state.compact_rev
         self._index = state.index
         self._kvs = state.kvs
+        self._live = state.index.count(b"\x00", b"\x00", state.current_rev)
 
     @classmethod
     def from_snapshot(
@@ -373,6 +397,8 @@ class _Write:
             kv = KeyValue(req.key, prev.create_revision, rev.main, prev.version + 1, value, lease)
         self.s._index.put(req.key, rev)
         self.s._kvs[rev] = kv
+        if prev is None:
+            self.s._live += 1
         ev = Event(EventType.PUT, kv, prev)
         self.changes.append(ev)
         return PutResponse(rev.main, prev if req.prev_kv else None, (ev,))
@@ -388,6 +414,7 @@ class _Write:
             ev = Event(EventType.DELETE, kv, prev)
             self.changes.append(ev)
             events.append(ev)
+        self.s._live -= len(prevs)
         return DeleteRangeResponse(
             self.read_rev, len(prevs), tuple(prevs) if req.prev_kv else (), tuple(events)
         )
