@@ -76,7 +76,7 @@ SAMPLES: dict[str, tuple[str, list[str], dict[str, Any]]] = {
     "--listen-client": (
         "http://0.0.0.0:3379",
         [],
-        {"client_host": "0.0.0.0", "client_port": 3379},
+        {"client_host": "0.0.0.0", "client_port": 3379, "client_listen_scheme": "http"},
     ),
     "--listen-peer": (
         "[::1]:3380",
@@ -113,6 +113,7 @@ SAMPLES: dict[str, tuple[str, list[str], dict[str, Any]]] = {
         [],
         {"discovery_endpoints": ("http://a:2379", "http://b:2379")},
     ),
+    "--force-new-cluster": ("", [], {"force_new_cluster": True}),
     "--cluster-token": ("tok", [], {"cluster_token": "tok"}),
     "--peer-secret": ("s3cret", [], {"peer_secret": "s3cret"}),
     "--snapshot-count": ("77", [], {"snapshot_count": 77}),
@@ -134,6 +135,37 @@ SAMPLES: dict[str, tuple[str, list[str], dict[str, Any]]] = {
     "--watch-progress-interval": ("30", [], {"watch_progress_interval": 30.0}),
     "--log-format": ("json", [], {"log_format": "json"}),
     "--log-level": ("debug", [], {"log_level": "debug"}),
+    "--cert-file": ("/c.crt", ["--key-file", "/c.key"], {"cert_file": "/c.crt"}),
+    "--key-file": ("/c.key", ["--cert-file", "/c.crt"], {"key_file": "/c.key"}),
+    "--trusted-ca-file": (
+        "/ca.crt",
+        ["--cert-file", "/c.crt", "--key-file", "/c.key"],
+        {"trusted_ca_file": "/ca.crt"},
+    ),
+    "--client-cert-auth": (
+        "",
+        ["--cert-file", "/c.crt", "--key-file", "/c.key", "--trusted-ca-file", "/ca.crt"],
+        {"client_cert_auth": True},
+    ),
+    "--peer-cert-file": (
+        "/p.crt",
+        ["--peer-key-file", "/p.key", "--peer-trusted-ca-file", "/pca.crt"],
+        {
+            "peer_cert_file": "/p.crt",
+            "initial_cluster": [InitialMember(1, "default", "https://127.0.0.1:2380")],
+        },
+    ),
+    "--peer-key-file": (
+        "/p.key",
+        ["--peer-cert-file", "/p.crt", "--peer-trusted-ca-file", "/pca.crt"],
+        {"peer_key_file": "/p.key"},
+    ),
+    "--peer-trusted-ca-file": (
+        "/pca.crt",
+        ["--peer-cert-file", "/p.crt", "--peer-key-file", "/p.key"],
+        {"peer_trusted_ca_file": "/pca.crt"},
+    ),
+    "--tls-reload-interval": ("0.5", [], {"tls_reload_interval": 0.5}),
 }
 
 
@@ -242,10 +274,32 @@ def test_the_kubelet_stand_in_env_parses(env: Callable[[Mapping[str, str]], None
 
 
 @pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--listen-client", "https://127.0.0.1:2379"],
+            "--listen-client is https:// but --cert-file is not set",
+        ),
+        (
+            ["--advertise-peer-url", "https://m1:2380"],
+            "--advertise-peer-url https://m1:2380 is https:// but --peer-cert-file is not set",
+        ),
+        (
+            ["--cert-file", "c.crt", "--key-file", "c.key", "--advertise-client-url", "m1:1"],
+            "--advertise-client-url http://m1:1 is http:// but --cert-file is set: use https://",
+        ),
+    ],
+)
+def test_urls_whose_scheme_contradicts_tls_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert cli.main(["serve", *argv]) == cli.EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     ("argv", "environ", "message"),
     [
-        (["--listen-client", "https://127.0.0.1:2379"], {}, "TLS is not supported yet"),
-        (["--advertise-peer-url", "https://m1:2380"], {}, "TLS is not supported yet"),
         (["--listen-peer", "127.0.0.1"], {}, "is not host:port or http://host:port"),
         ([], {"RAFTKV_LISTEN_CLIENT": "http//127.0.0.1:1"}, "is not host:port"),
         ([], {"RAFTKV_SNAPSHOT_COUNT": "many"}, "invalid int value: 'many'"),

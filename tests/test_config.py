@@ -36,12 +36,13 @@ GOOD = [
     ("http://[fe80::1%eth0]:2379", ("fe80::1%eth0", 2379)),
     ("127.0.0.1:0", ("127.0.0.1", 0)),
     ("127.0.0.1:65535", ("127.0.0.1", 65535)),
+    # https is parsed the same way; whether it fits the TLS flags is checked later.
+    ("https://127.0.0.1:2379", ("127.0.0.1", 2379)),
+    ("HTTPS://m1:2379", ("m1", 2379)),
 ]
 
 # value -> a piece of the error message
 BAD = [
-    ("https://127.0.0.1:2379", "TLS is not supported yet"),
-    ("HTTPS://m1:2379", "TLS is not supported yet"),
     ("unix:///tmp/sock", "unsupported scheme 'unix'"),
     ("tcp://m1:2379", "unsupported scheme 'tcp'"),
     ("127.0.0.1", "is not host:port or http://host:port"),
@@ -91,13 +92,15 @@ def test_listen_without_a_host_is_every_interface() -> None:
         ("m1:2380", "http://m1:2380"),
         ("[::1]:2380", "http://[::1]:2380"),
         ("http://[::1]:2380", "http://[::1]:2380"),
+        ("https://m1:2380", "https://m1:2380"),
+        ("HTTPS://m1:2380/", "https://m1:2380"),
     ],
 )
 def test_advertise_urls_are_normalised(value: str, url: str) -> None:
     assert parse_advertise(value) == url
 
 
-@pytest.mark.parametrize("value", [":2380", "m1:0", "https://m1:2380", "m1"])
+@pytest.mark.parametrize("value", [":2380", "m1:0", "https://m1", "m1"])
 def test_advertise_needs_an_http_host_and_port(value: str) -> None:
     with pytest.raises(ValueError):
         parse_advertise(value)
@@ -125,6 +128,7 @@ LEGACY_FLAGS = {
     "--join",
     "--member-id",
     "--discovery-endpoints",
+    "--force-new-cluster",
     "--cluster-token",
     "--peer-secret",
     "--snapshot-count",
@@ -142,6 +146,15 @@ LEGACY_FLAGS = {
     "--watch-progress-interval",
     "--log-format",
     "--log-level",
+    # TLS (docs/tls.md)
+    "--cert-file",
+    "--key-file",
+    "--trusted-ca-file",
+    "--client-cert-auth",
+    "--peer-cert-file",
+    "--peer-key-file",
+    "--peer-trusted-ca-file",
+    "--tls-reload-interval",
 }
 
 

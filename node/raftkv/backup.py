@@ -20,6 +20,9 @@ Raft snapshot, for a NEW one-member cluster:
 Keys keep their MVCC revisions (the store revision is not a Raft index), and the new
 log continues at N+1. The new cluster id keeps the restored cluster and any survivor of the old one
 apart: peers check it on every connection and refuse the other cluster's traffic.
+
+Backups in an S3-compatible object store (`s3://bucket/key`) are `raftkv.s3`: the same
+bytes, checked by the same `verify`, with their SHA-256 stored beside them.
 """
 
 from __future__ import annotations
@@ -116,8 +119,33 @@ def restore(
     member_id: int = 0,
 ) -> RestoreResult:
     data, info = read_file(snapshot_file)
+    return restore_data(
+        data,
+        info,
+        str(snapshot_file),
+        data_dir,
+        name=name,
+        peer_url=peer_url,
+        cluster_token=cluster_token,
+        member_id=member_id,
+    )
+
+
+def restore_data(
+    data: bytes,
+    info: SnapshotInfo,
+    source: str,
+    data_dir: Path,
+    *,
+    name: str,
+    peer_url: str,
+    cluster_token: str,
+    member_id: int = 0,
+) -> RestoreResult:
+    """`restore` from snapshot bytes already checked by `verify` (`info` is its answer),
+    e.g. downloaded from an object store (`raftkv.s3`); `source` names them in errors."""
     if info.applied_index < 1:
-        raise BackupError(f"{snapshot_file} is at applied index 0: it holds no cluster state")
+        raise BackupError(f"{source} is at applied index 0: it holds no cluster state")
     if not name:
         raise BackupError("the member name must not be empty")
     if not cluster_token:

@@ -39,6 +39,10 @@ def exit_code(exc: BaseException) -> int | None:
         return EXIT_USAGE
     from . import backup
     from . import client as c
+    from .tls import CertFileError
+
+    if isinstance(exc, CertFileError):
+        return EXIT_USAGE
 
     if isinstance(exc, c.NotFound):
         return EXIT_NOT_FOUND
@@ -181,7 +185,9 @@ def _operator(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from .verify.live import main as verify_main
 
-    return verify_main(args.extra)
+    # Global TLS flags (`raftkv --cacert ... verify`) go first: verify's own win.
+    tls = [x for name, value in tls_kwargs(args).items() if value for x in (f"--{name}", value)]
+    return verify_main([*tls, *args.extra])
 
 
 # --- client commands ------------------------------------------------------------------
@@ -198,12 +204,15 @@ def _add_client(sub: SubParsers) -> None:
     )
     common.add_argument("--json", action="store_true", help="machine-readable output")
     common.add_argument("--timeout", type=float, default=10.0)
+    # SUPPRESS: a command's own flag wins, else the global one (`raftkv --cacert F get`).
+    add_tls_arguments(common, default=argparse.SUPPRESS)
 
     p = sub.add_parser("put", parents=[common], help="write a key")
     p.add_argument("key")
     p.add_argument("value", help="the value; '-' reads it from stdin")
     p.add_argument("--if-match", type=int, help="only if the key's revision is this")
     p.add_argument("--create", action="store_true", help="only if the key does not exist")
+    p.add_argument("--lease", type=int, default=0, help="attach to this lease (raftkv lease)")
     p.set_defaults(func=_with_client(_put))
 
     p = sub.add_parser("get", parents=[common], help="read a key")
@@ -246,23 +255,37 @@ def _add_client(sub: SubParsers) -> None:
     snap = sub.add_parser("snapshot", help="back up a cluster / restore a backup")
     s = snap.add_subparsers(dest="snapshot_cmd", metavar="CMD")
     s.required = True
+    s3opts = argparse.ArgumentParser(add_help=False)
+    s3opts.add_argument(
+        "--s3-endpoint",
+        help="S3-compatible endpoint URL for s3:// targets "
+        "[AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL; default: AWS]",
+    )
+    s3opts.add_argument(
+        "--s3-region", help="S3 region [AWS_REGION, AWS_DEFAULT_REGION; default: us-east-1]"
+    )
     p = s.add_parser(
         "save",
-        parents=[common],
-        help="download a point-in-time copy of the state machine to FILE",
+        parents=[common, s3opts],
+        help="download a point-in-time copy of the state machine to FILE or s3://bucket/key",
     )
-    p.add_argument("file", type=Path)
+    p.add_argument(
+        "file",
+        help="a file, or s3://bucket/key (verified upload; s3://bucket/prefix/ names the "
+        "object raftkv-<UTC time>-<index>.snapshot under the prefix)",
+    )
     p.add_argument("--serializable", action="store_true", help="no quorum round (stale ok)")
     p.set_defaults(func=_snapshot_save, prefix="raftkv snapshot save")
     p = s.add_parser(
         "restore",
-        help="turn a saved FILE into the data dir of a NEW one-member cluster",
+        parents=[s3opts],
+        help="turn a saved FILE or s3://bucket/key into the data dir of a NEW 1-member cluster",
         description="Writes DIR (must be new or empty) for a new single-member cluster "
         "holding FILE's keys and revisions. Start it with: raftkv serve --data-dir DIR "
         "--name NAME --advertise-peer-url URL --listen-peer ... --listen-client ... "
         "--cluster-token TOKEN; grow it with `raftkv member add` + `serve --join`.",
     )
-    p.add_argument("file", type=Path)
+    p.add_argument("file", help="a file or s3://bucket/key (SHA-256 checked first)")
     p.add_argument("--data-dir", required=True, type=Path)
     p.add_argument("--name", required=True)
     p.add_argument("--advertise-peer-url", required=True)
@@ -273,10 +296,64 @@ def _add_client(sub: SubParsers) -> None:
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_snapshot_restore, prefix="raftkv snapshot restore")
-    p = s.add_parser("status", help="verify FILE and print its applied index, keys, size")
-    p.add_argument("file", type=Path)
+    p = s.add_parser(
+        "status",
+        parents=[s3opts],
+        help="verify FILE (or s3://bucket/key) and print its applied index, keys, size",
+    )
+    p.add_argument("file", help="a file or s3://bucket/key")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_snapshot_status, prefix="raftkv snapshot status")
+    p = s.add_parser(
+        "list", parents=[s3opts], help="list the backups under s3://bucket/prefix/, oldest first"
+    )
+    p.add_argument(
+        "where", metavar="PREFIX", help="s3://bucket/prefix/ (temporaries of saves skipped)"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_snapshot_list, prefix="raftkv snapshot list")
+    p = s.add_parser(
+        "prune",
+        parents=[s3opts],
+        help="delete all but the newest N backups under s3://bucket/prefix/",
+        description="Every object under the prefix counts as a backup (give each cluster "
+        "its own prefix); newest by last-modified time, then key. Temporaries that a "
+        "killed save left behind are deleted once an hour old.",
+    )
+    p.add_argument("where", metavar="PREFIX", help="s3://bucket/prefix/")
+    p.add_argument("--keep", type=int, required=True, help="how many newest backups to keep")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_snapshot_prune, prefix="raftkv snapshot prune")
+
+    from .cli_coord import add_commands  # watch, lease, txn, compact, lock, elect
+
+    add_commands(sub, common)
+
+
+def add_tls_arguments(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """etcdctl's client TLS flags (docs/tls.md), each with its RAFTKV_* variable;
+    `default` replaces the variables' values (argparse.SUPPRESS: set only if given)."""
+    for flag, env, what in (
+        ("--cacert", "CACERT", "CA file that verifies the members' certificates"),
+        ("--cert", "CERT", "client certificate file (for --client-cert-auth members)"),
+        ("--key", "KEY", "key file of --cert"),
+    ):
+        p.add_argument(
+            flag,
+            # Not `key`: that is the positional of put/get/del.
+            dest="tls_" + flag.removeprefix("--"),
+            default=(_env(env, "") or None) if default is None else default,
+            metavar="FILE",
+            help=f"{what} (RAFTKV_{env})",
+        )
+
+
+def tls_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The client's TLS arguments from `add_tls_arguments`' flags."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--cert and --key go together (or RAFTKV_CERT and RAFTKV_KEY)")
+    return {"cacert": args.tls_cacert, "cert": args.tls_cert, "key": args.tls_key}
 
 
 def _endpoints(args: argparse.Namespace) -> list[str]:
@@ -293,7 +370,7 @@ def _with_client(cmd: Callable[[c.Client, argparse.Namespace], int]) -> Command:
     def run(args: argparse.Namespace) -> int:
         from . import client
 
-        with client.Client(_endpoints(args), timeout=args.timeout) as cl:
+        with client.Client(_endpoints(args), timeout=args.timeout, **tls_kwargs(args)) as cl:
             return cmd(cl, args)
 
     return run
@@ -301,7 +378,9 @@ def _with_client(cmd: Callable[[c.Client, argparse.Namespace], int]) -> Command:
 
 def _put(cl: c.Client, args: argparse.Namespace) -> int:
     value = sys.stdin.buffer.read() if args.value == "-" else args.value.encode()
-    res = cl.put(args.key, value, if_match=args.if_match, if_none_match=args.create)
+    res = cl.put(
+        args.key, value, if_match=args.if_match, if_none_match=args.create, lease=args.lease
+    )
     _out(args)({"revision": res.revision} if args.json else f"OK revision={res.revision}")
     return 0
 
@@ -387,7 +466,7 @@ def _status(args: argparse.Namespace) -> int:
     worst = 0
     for ep in _endpoints(args):
         try:
-            with client.Client([ep], timeout=args.timeout, retries=0) as one:
+            with client.Client([ep], timeout=args.timeout, retries=0, **tls_kwargs(args)) as one:
                 st = one.status()
             rows.append({"endpoint": ep, **_status_dict(st)})
         except Exception as exc:
@@ -414,7 +493,7 @@ def _status(args: argparse.Namespace) -> int:
 # --- snapshot (backup) ----------------------------------------------------------------
 
 
-def _snapshot_row(path: Path, data: bytes, info: SnapshotInfo) -> dict[str, object]:
+def _snapshot_row(path: Path | str, data: bytes, info: SnapshotInfo) -> dict[str, object]:
     import hashlib
 
     return {
@@ -430,24 +509,101 @@ def _snapshot_save(args: argparse.Namespace) -> int:
     from . import backup, client
 
     consistency: client.Consistency = "serializable" if args.serializable else "linearizable"
-    with client.Client(_endpoints(args), timeout=args.timeout) as cl:
+    with client.Client(_endpoints(args), timeout=args.timeout, **tls_kwargs(args)) as cl:
         data = cl.snapshot(consistency=consistency)
     info = backup.verify(data, "the downloaded snapshot")
-    backup.write_file(args.file, data)
-    row = _snapshot_row(args.file, data, info)
+    target = _snapshot_write(args, data, info)
+    row = _snapshot_row(target, data, info)
     _out(args)(
         row
         if args.json
-        else f"saved {args.file}: applied index {info.applied_index}, "
+        else f"saved {target}: applied index {info.applied_index}, "
         f"{info.keys} keys, {info.size} bytes, sha256 {row['sha256']}"
     )
     return 0
 
 
-def _snapshot_status(args: argparse.Namespace) -> int:
-    from . import backup
+def _s3_options(args: argparse.Namespace) -> Any:
+    from . import s3
 
-    data, info = backup.read_file(args.file)
+    return s3.S3Options(endpoint_url=args.s3_endpoint or None, region=args.s3_region or None)
+
+
+def _snapshot_write(args: argparse.Namespace, data: bytes, info: SnapshotInfo) -> str:
+    """Write verified snapshot bytes to the file or s3:// URL `args.file`; where."""
+    from . import backup, s3
+
+    if not s3.is_s3_url(args.file):
+        backup.write_file(Path(args.file), data)
+        return str(args.file)
+    url = s3.parse_url(args.file)
+    if url.is_prefix:
+        url = s3.backup_key(url, info)
+    with s3.Store(_s3_options(args)) as store:
+        store.save(url, data, info)
+    return str(url)
+
+
+def _snapshot_read(args: argparse.Namespace) -> tuple[bytes, SnapshotInfo]:
+    """A verified backup from the file or s3:// URL `args.file` (an object's SHA-256
+    is checked against the one stored at upload first)."""
+    from . import backup, s3
+
+    if not s3.is_s3_url(args.file):
+        return backup.read_file(Path(args.file))
+    with s3.Store(_s3_options(args)) as store:
+        got = store.load(s3.parse_url(args.file))
+    return got.data, got.info
+
+
+def _object_row(o: Any) -> dict[str, object]:
+    return {
+        "url": str(o.url),
+        "key": o.url.key,
+        "bytes": o.size,
+        "last_modified": o.last_modified.isoformat(),
+    }
+
+
+def _snapshot_list(args: argparse.Namespace) -> int:
+    from . import s3
+
+    prefix = s3.parse_url(args.where)
+    with s3.Store(_s3_options(args)) as store:
+        backups, _ = store.list_objects(prefix)
+    if args.json:
+        _print_json({"objects": [_object_row(o) for o in backups]})
+    else:
+        for o in backups:
+            print(f"{o.last_modified.isoformat()} {o.size:>12} {o.url}")
+    return 0
+
+
+def _snapshot_prune(args: argparse.Namespace) -> int:
+    from . import s3
+
+    prefix = s3.parse_url(args.where)
+    with s3.Store(_s3_options(args)) as store:
+        res = store.prune(prefix, args.keep, dry_run=args.dry_run)
+    if args.json:
+        _print_json(
+            {
+                "kept": [_object_row(o) for o in res.kept],
+                "deleted": [_object_row(o) for o in res.deleted],
+                "stale_temporaries": [_object_row(o) for o in res.stale_temporaries],
+                "dry_run": args.dry_run,
+            }
+        )
+    else:
+        verb = "would delete" if args.dry_run else "deleted"
+        for o in [*res.deleted, *res.stale_temporaries]:
+            print(f"{verb} {o.url}")
+        print(f"kept {len(res.kept)}, {verb} {len(res.deleted) + len(res.stale_temporaries)}")
+    return 0
+
+
+def _snapshot_status(args: argparse.Namespace) -> int:
+    data, info = _snapshot_read(args)
     row = _snapshot_row(args.file, data, info)
     _out(args)(
         row
@@ -462,8 +618,11 @@ def _snapshot_restore(args: argparse.Namespace) -> int:
     from . import backup
 
     token = args.cluster_token or backup.new_cluster_token()
-    res = backup.restore(
-        args.file,
+    data, info = _snapshot_read(args)
+    res = backup.restore_data(
+        data,
+        info,
+        str(args.file),
         args.data_dir,
         name=args.name,
         peer_url=args.advertise_peer_url,
@@ -539,6 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="raftkv", description=__doc__)
     p.add_argument("--version", action="version", version=f"raftkv {__version__}")
     p.set_defaults(func=None, prefix="raftkv", passthrough=False)
+    add_tls_arguments(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     _add_serve(sub)
     _add_cluster(sub)
@@ -579,4 +739,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m raftkv.cli` runs this file as __main__, a second copy of the module:
+    # run the imported one, so that its UsageError is the one that modules importing
+    # `raftkv.cli` (cli_coord, verify) raise and `exit_code` recognises.
+    from raftkv.cli import main as _main
+
+    sys.exit(_main())

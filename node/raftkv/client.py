@@ -60,6 +60,13 @@ Every JSON answer is read with its model in `raftkv.api.schema` (strict JSON typ
 field with a default may be absent or null) and converted to the result types below; an
 answer that does not fit raises `BadResponse` (code "bad_response").
 
+Coordination calls (etcd v3's range, txn, compaction, leases and watch; docs/api.md,
+"Python client"): their wire shapes, the `Txn` builder and the result types are in
+`raftkv.client_ops`, the watch in `raftkv.client_watch`, Lease / Lock / Election in
+`raftkv.concurrency`. A 410 `compacted` raises `Compacted` at once (unlike a 410 from a
+removed member, every member would answer the same); 404 `lease_not_found` raises
+`LeaseNotFound`.
+
 Keys are percent-encoded as one path segment (`/` becomes %2F, and "." / ".." are
 fully encoded so no URL normaliser treats them as dot-segments); the server route must
 therefore accept a slash-containing key (Starlette: `/v1/kv/{key:path}`), since ASGI
@@ -72,18 +79,27 @@ import asyncio
 import base64
 import builtins
 import hashlib
+import os
 import secrets
+import ssl
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Annotated, Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, TypeVar, Unpack
 from urllib.parse import quote
 
 import httpx
 from pydantic import ConfigDict, Discriminator, Tag, TypeAdapter, ValidationError
 
+from . import client_ops as ops
 from .api import schema
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from .client_watch import AsyncWatch, Watch
+    from .concurrency import AsyncLease, Lease
 
 Consistency = Literal["linearizable", "serializable"]
 
@@ -223,10 +239,26 @@ class BadResponse(RaftKVError):
     """The server answered with something that does not match the contract."""
 
 
+class Compacted(RaftKVError):
+    """The revision asked for (a read's, or where a watch would resume) is below the
+    store's compact revision: that history is gone. `compact_revision` is the oldest
+    revision still readable."""
+
+    def __init__(self, code: str, message: str, status: int, compact_revision: int) -> None:
+        super().__init__(code, message, status)
+        self.compact_revision = compact_revision
+
+
+class LeaseNotFound(NotFound):
+    """404 `lease_not_found`: the lease expired or was revoked (or never existed)."""
+
+
 INDETERMINATE_CODE = "indeterminate"
 INDETERMINATE_CODES = frozenset({INDETERMINATE_CODE, "timeout"})
 """Error codes meaning "proposed, fate unknown"; "timeout" is accepted as an alias so a
 server that names it that way is never misread as "certainly not applied"."""
+COMPACTED_CODE = "compacted"
+LEASE_NOT_FOUND_CODE = "lease_not_found"
 KEY_NOT_FOUND_CODES = frozenset({"not_found", "key_not_found"})
 """404 codes that mean "no such key". Any other 404 (e.g. a framework's default for an
 unknown route, because the endpoint is not a raftkv client port) raises `NotFound`
@@ -304,7 +336,7 @@ class _Attempts:
 
     def response_failed(self, resp: httpx.Response, err: RaftKVError) -> bool:
         """Record an error answer; True to try again elsewhere."""
-        if resp.status_code == 410:
+        if resp.status_code == 410 and not isinstance(err, Compacted):
             # That member was removed from the cluster (it refuses before proposing, so
             # nothing was applied); the others may still serve the call.
             self.last_error = err
@@ -360,7 +392,12 @@ def _error_from_response(resp: httpx.Response, call: _Call) -> RaftKVError:
     if status in (401, 403):
         return Forbidden(code, message, status)
     if status == 404:
+        if code == LEASE_NOT_FOUND_CODE:
+            return LeaseNotFound(code, message, status)
         return NotFound(code, message, status)
+    if status == 410 and code == COMPACTED_CODE:
+        rev = body.get("compact_revision")
+        return Compacted(code, message, status, rev if isinstance(rev, int) else 0)
     if status == 412:
         current = body.get("revision")
         if not _is_int(current):
@@ -551,7 +588,9 @@ def _parse_snapshot(resp: httpx.Response) -> bytes:
 # -- call builders (the API surface, shared) -------------------------------------------
 
 
-def _put_call(key: str, value: bytes, if_match: int | None, if_none_match: bool) -> _Call:
+def _put_call(
+    key: str, value: bytes, if_match: int | None, if_none_match: bool, lease: int = 0
+) -> _Call:
     if not isinstance(value, bytes | bytearray | memoryview):
         raise TypeError("value must be bytes")
     headers = {REQUEST_ID_HEADER: _new_request_id(), "Content-Type": "application/octet-stream"}
@@ -559,7 +598,15 @@ def _put_call(key: str, value: bytes, if_match: int | None, if_none_match: bool)
         headers["If-Match"] = _etag(if_match)
     if if_none_match:
         headers["If-None-Match"] = "*"
-    return _Call("PUT", _key_path(key), _Retry.DEDUP_WRITE, headers=headers, content=bytes(value))
+    params = {"lease": str(ops.lease_id(lease))} if lease else None
+    return _Call(
+        "PUT",
+        _key_path(key),
+        _Retry.DEDUP_WRITE,
+        params=params,
+        headers=headers,
+        content=bytes(value),
+    )
 
 
 def _get_call(key: str, consistency: Consistency) -> _Call:
@@ -654,6 +701,22 @@ def _transfer_call(to: int | None) -> _Call:
 
 _MEMBERS = _Call("GET", "/v1/members", _Retry.READ)
 _STATUS = _Call("GET", "/v1/status", _Retry.READ)
+
+
+def _verify(
+    verify: ssl.SSLContext | bool,
+    cacert: str | os.PathLike[str] | None,
+    cert: str | os.PathLike[str] | None,
+    key: str | os.PathLike[str] | None,
+) -> ssl.SSLContext | bool:
+    """httpx's `verify=`: an explicit context wins; else one made from the CA, client
+    certificate and key files (etcdctl's --cacert/--cert/--key), checked now so that a
+    bad file fails here, naming the file, and not at the first request."""
+    if isinstance(verify, ssl.SSLContext) or (cacert is None and cert is None and key is None):
+        return verify
+    from .tls import client_ssl_context  # lazily: plain-HTTP users never load cryptography
+
+    return client_ssl_context(cacert, cert, key)
 
 
 def _normalize_endpoints(endpoints: str | Sequence[str]) -> list[str]:
@@ -766,10 +829,10 @@ class _Base:
     # the API surface, once
 
     def _put(
-        self, key: str, value: bytes, if_match: int | None, if_none_match: bool
+        self, key: str, value: bytes, if_match: int | None, if_none_match: bool, lease: int = 0
     ) -> _Flow[WriteResult]:
         return _parse_write(
-            (yield from self._request(_put_call(key, value, if_match, if_none_match)))
+            (yield from self._request(_put_call(key, value, if_match, if_none_match, lease)))
         )
 
     def _get(self, key: str, consistency: Consistency) -> _Flow[GetResult | None]:
@@ -826,6 +889,123 @@ class _Base:
             return _parse_status((yield from self._request(_STATUS)))
         return _parse_status((yield from self._single("/v1/status", endpoint)))
 
+    # coordination: etcd v3's range, txn, compaction and leases (raftkv.client_ops)
+
+    def _get_kv(self, key: str, revision: int, consistency: Consistency) -> _Flow[ops.KV | None]:
+        try:
+            resp = yield from self._request(_get_kv_call(key, revision, consistency))
+        except NotFound as exc:
+            if exc.code in KEY_NOT_FOUND_CODES:
+                return None
+            raise
+        return _parse_with(lambda b: ops.kv_from_headers(key.encode(), b, resp.headers), resp)
+
+    def _range(self, op: ops.RangeOp, serializable: bool) -> _Flow[ops.RangeResult]:
+        body = {**op.to_json(), **({"serializable": True} if serializable else {})}
+        resp = yield from self._request(_Call("POST", "/v1/range", _Retry.READ, json=body))
+        return _parse_with(ops.parse_range, resp)
+
+    def _txn(self, txn: ops.TxnOp) -> _Flow[ops.TxnResult]:
+        resp = yield from self._request(_write_call("POST", "/v1/txn", txn.to_json()))
+        return _parse_with(ops.parse_txn, resp)
+
+    def _delete_prefix(self, prefix: str) -> _Flow[int]:
+        call = _Call(
+            "DELETE",
+            "/v1/kv",
+            _Retry.DEDUP_WRITE,
+            params={"prefix": prefix},
+            headers={REQUEST_ID_HEADER: _new_request_id()},
+        )
+        return _parse_with(ops.parse_range_delete, (yield from self._request(call)))
+
+    def _compact(self, revision: int) -> _Flow[ops.Header]:
+        if not _is_int(revision) or revision <= 0:
+            raise ValueError("a compact revision is an integer > 0")
+        resp = yield from self._request(_write_call("POST", "/v1/compact", {"revision": revision}))
+        return _parse_with(ops.parse_header, resp)
+
+    def _lease_grant(self, ttl: int, lease_id: int) -> _Flow[ops.LeaseGrant]:
+        if not _is_int(ttl) or ttl <= 0:
+            raise ValueError("a lease TTL is an integer number of seconds > 0")
+        # The client picks the id unless given one: then a grant whose answer was lost
+        # can be retried (same X-Request-Id) and still name its lease.
+        chosen = ops.lease_id(lease_id) or secrets.randbelow((1 << 63) - 1) + 1
+        call = _write_call("POST", "/v1/leases", {"ttl": ttl, "id": chosen})
+        try:
+            resp = yield from self._request(call)
+        except RaftKVError as exc:
+            if exc.code != "request_id_conflict":
+                raise
+            # A retry of a grant that was applied: the lease is this one.
+            got = yield from self._lease_time_to_live(chosen, False)
+            if got.ttl < 0:
+                raise LeaseNotFound(
+                    LEASE_NOT_FOUND_CODE, f"lease {chosen} was granted but is gone", 404
+                ) from exc
+            return ops.LeaseGrant(chosen, got.granted_ttl)
+        return _parse_with(ops.parse_lease_grant, resp)
+
+    def _lease_revoke(self, lease_id: int) -> _Flow[int]:
+        call = _write_call("DELETE", f"/v1/leases/{_positive_lease(lease_id)}", None)
+        return _parse_with(ops.parse_lease_revoke, (yield from self._request(call)))
+
+    def _lease_keepalive(self, lease_id: int) -> _Flow[int]:
+        # A renewal is safe to repeat: it only moves the expiry to a TTL from now.
+        call = _Call("POST", f"/v1/leases/{_positive_lease(lease_id)}/keepalive", _Retry.READ)
+        return _parse_with(ops.parse_keepalive, (yield from self._request(call)))
+
+    def _lease_time_to_live(self, lease_id: int, keys: bool) -> _Flow[ops.LeaseTTL]:
+        params = {"keys": "true"} if keys else None
+        call = _Call("GET", f"/v1/leases/{_positive_lease(lease_id)}", _Retry.READ, params=params)
+        return _parse_with(ops.parse_time_to_live, (yield from self._request(call)))
+
+    def _leases(self) -> _Flow[builtins.list[int]]:
+        call = _Call("GET", "/v1/leases", _Retry.READ)
+        return _parse_with(ops.parse_leases, (yield from self._request(call)))
+
+
+def _parse_with(convert: Callable[[bytes], _A], resp: httpx.Response) -> _A:
+    """Like `_parse`, for converters that also check what a model cannot (base64,
+    headers): a `ValueError` is a `BadResponse` too."""
+    try:
+        return convert(resp.content)
+    except ValidationError as exc:
+        raise BadResponse("bad_response", _describe(exc), resp.status_code) from exc
+    except ValueError as exc:
+        raise BadResponse("bad_response", str(exc), resp.status_code) from exc
+
+
+def _get_kv_call(key: str, revision: int, consistency: Consistency) -> _Call:
+    params = _consistency_params(consistency)
+    if revision:
+        if not _is_int(revision) or revision < 0:
+            raise ValueError("a revision is an integer >= 0")
+        params["revision"] = str(revision)
+    return _Call("GET", _key_path(key), _Retry.READ, params=params)
+
+
+def _write_call(method: str, path: str, body: Any) -> _Call:
+    """A write the member deduplicates by request id (txn, compact, lease calls)."""
+    return _Call(
+        method, path, _Retry.DEDUP_WRITE, headers={REQUEST_ID_HEADER: _new_request_id()}, json=body
+    )
+
+
+def _positive_lease(lease_id: int) -> int:
+    if not _is_int(lease_id) or not 0 < lease_id < 1 << 63:
+        raise ValueError("a lease id is a positive 64-bit integer")
+    return lease_id
+
+
+def _only_delete(res: ops.TxnResult) -> ops.DeleteRangeResult:
+    if res.replayed:  # a retried delete applied before: the count is not known again
+        return ops.DeleteRangeResult(res.header, 0)
+    got = res.responses[0] if len(res.responses) == 1 else None
+    if not isinstance(got, ops.DeleteRangeResult):
+        raise BadResponse("bad_response", "a txn of one delete answered otherwise", 200)
+    return got
+
 
 def _response(outcome: _Outcome) -> httpx.Response:
     if not isinstance(outcome, httpx.Response):  # a driver bug, not a server answer
@@ -847,7 +1027,9 @@ def _send_kwargs(call: _Call) -> dict[str, Any]:
 
 class Client(_Base):
     """Blocking client. Thread-safe as far as httpx.Client is; use as a context manager
-    or call `close()`. `transport` is for tests (httpx.MockTransport)."""
+    or call `close()`. `transport` is for tests (httpx.MockTransport). For https
+    endpoints: `cacert` (the CA to trust), `cert` and `key` (a client certificate, for
+    members run with --client-cert-auth), or a ready `verify` context (docs/tls.md)."""
 
     def __init__(
         self,
@@ -859,12 +1041,20 @@ class Client(_Base):
         max_backoff: float = 2.0,
         transport: httpx.BaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
+        cacert: str | os.PathLike[str] | None = None,
+        cert: str | os.PathLike[str] | None = None,
+        key: str | os.PathLike[str] | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         super().__init__(
             endpoints, timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff
         )
         self._http = httpx.Client(
-            timeout=self._timeout, transport=transport, headers=headers, follow_redirects=False
+            timeout=self._timeout,
+            transport=transport,
+            headers=headers,
+            follow_redirects=False,
+            verify=_verify(verify, cacert, cert, key),
         )
 
     def close(self) -> None:
@@ -902,9 +1092,16 @@ class Client(_Base):
     # KV
 
     def put(
-        self, key: str, value: bytes, *, if_match: int | None = None, if_none_match: bool = False
+        self,
+        key: str,
+        value: bytes,
+        *,
+        if_match: int | None = None,
+        if_none_match: bool = False,
+        lease: int = 0,
     ) -> WriteResult:
-        return self._run(self._put(key, value, if_match, if_none_match))
+        """`lease`: attach the key to that lease (deleted when it ends)."""
+        return self._run(self._put(key, value, if_match, if_none_match, lease))
 
     def get(self, key: str, *, consistency: Consistency = "linearizable") -> GetResult | None:
         return self._run(self._get(key, consistency))
@@ -973,9 +1170,100 @@ class Client(_Base):
     def ready(self, endpoint: str | None = None) -> bool:
         return self._run(self._probe("/readyz", endpoint))
 
+    # coordination: etcd v3's KV calls, leases, watch (types in raftkv.client_ops)
+
+    def get_kv(
+        self, key: str, *, revision: int = 0, consistency: Consistency = "linearizable"
+    ) -> ops.KV | None:
+        """The key with its metadata (create/mod revision, version, lease), now or as
+        of `revision`; None if absent. `Compacted` below the compact revision."""
+        return self._run(self._get_kv(key, revision, consistency))
+
+    def range(
+        self,
+        key: ops.Key,
+        range_end: ops.Key | None = None,
+        *,
+        prefix: bool = False,
+        serializable: bool = False,
+        **options: Unpack[ops.RangeOptions],
+    ) -> ops.RangeResult:
+        """etcd's Range: one key, [key, range_end), or every key with the prefix."""
+        return self._run(
+            self._range(ops.Op.get(key, range_end, prefix=prefix, **options), serializable)
+        )
+
+    def delete_range(
+        self,
+        key: ops.Key,
+        range_end: ops.Key | None = None,
+        *,
+        prefix: bool = False,
+        prev_kv: bool = False,
+    ) -> ops.DeleteRangeResult:
+        """Delete one key, [key, range_end) or a prefix, at one revision."""
+        op = ops.Op.delete(key, range_end, prefix=prefix, prev_kv=prev_kv)
+        res = self._run(self._txn(ops.Op.txn(success=[op])))
+        return _only_delete(res)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """`DELETE /v1/kv?prefix=`: every key starting with `prefix` ("" = all); how many."""
+        return self._run(self._delete_prefix(prefix))
+
+    def txn(self) -> ops.Txn[ops.TxnResult]:
+        """`client.txn().if_(Compare.mod("k") == 5).then(Op.put("k", b"v")).else_(
+        Op.get("k")).commit()`; applied once even when retried."""
+        return ops.Txn(lambda t: self._run(self._txn(t)))
+
+    def compact(self, revision: int) -> ops.Header:
+        return self._run(self._compact(revision))
+
+    def lease_grant(self, ttl: int, *, id: int = 0) -> ops.LeaseGrant:
+        return self._run(self._lease_grant(ttl, id))
+
+    def lease_revoke(self, lease_id: int) -> int:
+        """Ends the lease and deletes its keys; how many keys."""
+        return self._run(self._lease_revoke(lease_id))
+
+    def lease_keepalive_once(self, lease_id: int) -> int:
+        """Renews the lease for its TTL; the TTL. `LeaseNotFound` once it is gone."""
+        return self._run(self._lease_keepalive(lease_id))
+
+    def lease_time_to_live(self, lease_id: int, *, keys: bool = False) -> ops.LeaseTTL:
+        return self._run(self._lease_time_to_live(lease_id, keys))
+
+    def leases(self) -> builtins.list[int]:
+        return self._run(self._leases())
+
+    def lease(self, ttl: int, *, keepalive: bool = True) -> Lease:
+        """A granted `Lease` kept alive in a thread (raftkv.concurrency.Lease)."""
+        from .concurrency import Lease
+
+        return Lease(self, ttl, keepalive=keepalive)
+
+    def watch(
+        self,
+        key: ops.Key,
+        range_end: ops.Key | None = None,
+        *,
+        prefix: bool = False,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+        no_put: bool = False,
+        no_delete: bool = False,
+        heartbeat: float = 2.0,
+        retry_timeout: float | None = None,
+    ) -> Watch:
+        """An iterator of `WatchEvent`s that survives member loss
+        (raftkv.client_watch.Watch); connected when this returns."""
+        from .client_watch import Watch, WatchSpec
+
+        spec = WatchSpec.of(key, range_end, prefix, start_revision, prev_kv, no_put, no_delete)
+        return Watch(self, spec, heartbeat=heartbeat, retry_timeout=retry_timeout)
+
 
 class AsyncClient(_Base):
-    """The asyncio twin of `Client`; same methods, awaited."""
+    """The asyncio twin of `Client`; same methods, awaited; same TLS arguments."""
 
     def __init__(
         self,
@@ -987,12 +1275,20 @@ class AsyncClient(_Base):
         max_backoff: float = 2.0,
         transport: httpx.AsyncBaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
+        cacert: str | os.PathLike[str] | None = None,
+        cert: str | os.PathLike[str] | None = None,
+        key: str | os.PathLike[str] | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         super().__init__(
             endpoints, timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff
         )
         self._http = httpx.AsyncClient(
-            timeout=self._timeout, transport=transport, headers=headers, follow_redirects=False
+            timeout=self._timeout,
+            transport=transport,
+            headers=headers,
+            follow_redirects=False,
+            verify=_verify(verify, cacert, cert, key),
         )
 
     async def aclose(self) -> None:
@@ -1030,9 +1326,15 @@ class AsyncClient(_Base):
     # KV
 
     async def put(
-        self, key: str, value: bytes, *, if_match: int | None = None, if_none_match: bool = False
+        self,
+        key: str,
+        value: bytes,
+        *,
+        if_match: int | None = None,
+        if_none_match: bool = False,
+        lease: int = 0,
     ) -> WriteResult:
-        return await self._run(self._put(key, value, if_match, if_none_match))
+        return await self._run(self._put(key, value, if_match, if_none_match, lease))
 
     async def get(self, key: str, *, consistency: Consistency = "linearizable") -> GetResult | None:
         return await self._run(self._get(key, consistency))
@@ -1099,17 +1401,100 @@ class AsyncClient(_Base):
     async def ready(self, endpoint: str | None = None) -> bool:
         return await self._run(self._probe("/readyz", endpoint))
 
+    # coordination: etcd v3's KV calls, leases, watch (types in raftkv.client_ops)
+
+    async def get_kv(
+        self, key: str, *, revision: int = 0, consistency: Consistency = "linearizable"
+    ) -> ops.KV | None:
+        return await self._run(self._get_kv(key, revision, consistency))
+
+    async def range(
+        self,
+        key: ops.Key,
+        range_end: ops.Key | None = None,
+        *,
+        prefix: bool = False,
+        serializable: bool = False,
+        **options: Unpack[ops.RangeOptions],
+    ) -> ops.RangeResult:
+        op = ops.Op.get(key, range_end, prefix=prefix, **options)
+        return await self._run(self._range(op, serializable))
+
+    async def delete_range(
+        self,
+        key: ops.Key,
+        range_end: ops.Key | None = None,
+        *,
+        prefix: bool = False,
+        prev_kv: bool = False,
+    ) -> ops.DeleteRangeResult:
+        op = ops.Op.delete(key, range_end, prefix=prefix, prev_kv=prev_kv)
+        return _only_delete(await self._run(self._txn(ops.Op.txn(success=[op]))))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        return await self._run(self._delete_prefix(prefix))
+
+    def txn(self) -> ops.Txn[Awaitable[ops.TxnResult]]:
+        """As `Client.txn`; `await ....commit()`."""
+        return ops.Txn(lambda t: self._run(self._txn(t)))
+
+    async def compact(self, revision: int) -> ops.Header:
+        return await self._run(self._compact(revision))
+
+    async def lease_grant(self, ttl: int, *, id: int = 0) -> ops.LeaseGrant:
+        return await self._run(self._lease_grant(ttl, id))
+
+    async def lease_revoke(self, lease_id: int) -> int:
+        return await self._run(self._lease_revoke(lease_id))
+
+    async def lease_keepalive_once(self, lease_id: int) -> int:
+        return await self._run(self._lease_keepalive(lease_id))
+
+    async def lease_time_to_live(self, lease_id: int, *, keys: bool = False) -> ops.LeaseTTL:
+        return await self._run(self._lease_time_to_live(lease_id, keys))
+
+    async def leases(self) -> builtins.list[int]:
+        return await self._run(self._leases())
+
+    def lease(self, ttl: int, *, keepalive: bool = True) -> AsyncLease:
+        """`async with client.lease(ttl) as lease:` granted on entry, kept alive by a
+        task (raftkv.concurrency.AsyncLease)."""
+        from .concurrency import AsyncLease
+
+        return AsyncLease(self, ttl, keepalive=keepalive)
+
+    def watch(
+        self,
+        key: ops.Key,
+        range_end: ops.Key | None = None,
+        *,
+        prefix: bool = False,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+        no_put: bool = False,
+        no_delete: bool = False,
+        heartbeat: float = 2.0,
+        retry_timeout: float | None = None,
+    ) -> AsyncWatch:
+        """`async with client.watch(...) as w: async for ev in w:` (connected on entry)."""
+        from .client_watch import AsyncWatch, WatchSpec
+
+        spec = WatchSpec.of(key, range_end, prefix, start_revision, prev_kv, no_put, no_delete)
+        return AsyncWatch(self, spec, heartbeat=heartbeat, retry_timeout=retry_timeout)
+
 
 __all__ = [
     "AsyncClient",
     "BadRequest",
     "BadResponse",
     "Client",
+    "Compacted",
     "Consistency",
     "Forbidden",
     "GetResult",
     "Indeterminate",
     "KeyValue",
+    "LeaseNotFound",
     "ListPage",
     "Member",
     "NotFound",

@@ -28,6 +28,7 @@ from raftkv.kv.mvcc.requests import (
     CompareResult,
     CompareTarget,
     DeleteRangeRequest,
+    DeleteRangeResponse,
     PutRequest,
     RangeRequest,
     RangeResponse,
@@ -209,6 +210,37 @@ def test_a_retried_request_id_is_replayed_not_applied_again() -> None:
     assert other.failure is not None
     assert other.failure.code == REQUEST_ID_CONFLICT
     assert a.sm.get(b"a").value == b"1"  # type: ignore[union-attr]
+
+
+def test_a_retry_gets_the_first_answers_facts_back() -> None:
+    a = Applier()
+    g1 = a(LeaseGrantRequest(10), b"g")
+    g2 = a(LeaseGrantRequest(10), b"g")
+    assert g2.replayed
+    assert g2.response == g1.response
+    assert isinstance(g1.response, Granted)
+    lid = g1.response.id
+    a(PutRequest(b"k", b"v", lease=lid))
+    r1 = a(LeaseRevokeRequest(lid), b"r")
+    r2 = a(LeaseRevokeRequest(lid), b"r")
+    assert r2.response == r1.response == LeaseRevoked(r1.revision, 1)
+    a(PutRequest(b"x", b"v"))
+    d1 = a(DeleteRangeRequest(b"x"), b"d")
+    d2 = a(DeleteRangeRequest(b"x"), b"d")
+    assert d2.response is not None
+    assert d2.response == DeleteRangeResponse(d1.revision, 1)
+    a(CompactRequest(3))
+    c1 = a(CompactRequest(2), b"c")
+    c2 = a(CompactRequest(2), b"c")
+    assert c2.replayed
+    assert c1.failure == c2.failure
+    assert c2.failure is not None
+    assert dict(c2.failure.extra)["compact_revision"] == 3
+    restored = StateMachine.from_snapshot(a.sm.snapshot())
+    c3 = restored.apply(a.index + 1, Proposal(CompactRequest(2), b"c"))
+    assert c3.failure == c1.failure
+    g3 = restored.apply(a.index + 2, Proposal(LeaseGrantRequest(10), b"g"))
+    assert g3.response == g1.response
 
 
 def test_ephemeral_request_ids_are_not_remembered() -> None:

@@ -4,6 +4,8 @@ them and forwards the request over the leader's client URL, with one shared HTTP
 
 from __future__ import annotations
 
+import ssl
+
 import httpx
 from fastapi import Request
 from fastapi.responses import Response
@@ -23,6 +25,9 @@ class LeaderForwarder:
     def __init__(self, timeout: float, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.timeout = timeout
         self.transport = transport
+        self.verify: ssl.SSLContext | bool = True
+        """TLS towards the leader's https client URL; `raftkv serve` sets the member's
+        own client context (docs/tls.md) before the first request."""
         self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
@@ -35,7 +40,9 @@ class LeaderForwarder:
 
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout, transport=self.transport)
+            self._client = httpx.AsyncClient(
+                timeout=self.timeout, transport=self.transport, verify=self.verify
+            )
         return self._client
 
     async def forward(self, node: Node, request: Request, body: bytes) -> Response:

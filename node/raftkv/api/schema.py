@@ -227,3 +227,117 @@ ERRORS: dict[int | str, dict[str, object]] = {
 
 INVALID: dict[int | str, dict[str, object]] = {422: {"model": ValidationErrorBody}}
 """The answer to a body or path parameter that does not fit its schema."""
+
+
+# --- etcd-shaped answers: range, txn, compact, leases, watch lines ------------------------
+#
+# The JSON of `api.etcdjson` (etcd's gateway shapes: keys and values base64), as the
+# client reads it. Added for the Python client's coordination calls (raftkv.client_ops,
+# raftkv.client_watch).
+
+
+class EtcdKeyValue(_Answer):
+    key: str = Field(description="base64")
+    create_revision: Opt[int] = 0
+    mod_revision: Opt[int] = 0
+    version: Opt[int] = 0
+    value: Opt[str] = Field("", description="base64")
+    lease: Opt[int] = 0
+
+
+class RangeAnswer(_Answer):
+    header: Header
+    kvs: Opt[list[EtcdKeyValue]] = Field(default_factory=list)
+    more: Opt[bool] = False
+    count: Opt[int] = 0
+
+
+class PutAnswer(_Answer):
+    header: Header
+    prev_kv: EtcdKeyValue | None = None
+
+
+class DeleteRangeAnswer(_Answer):
+    header: Header
+    deleted: Opt[int] = 0
+    prev_kvs: Opt[list[EtcdKeyValue]] = Field(default_factory=list)
+
+
+class ResponseOp(_Answer):
+    """One of the four, as etcd's gateway names them."""
+
+    response_range: RangeAnswer | None = None
+    response_put: PutAnswer | None = None
+    response_delete_range: DeleteRangeAnswer | None = None
+    response_txn: TxnAnswer | None = None
+
+
+class TxnAnswer(_Answer):
+    header: Header
+    succeeded: Opt[bool] = False
+    responses: Opt[list[ResponseOp]] = Field(default_factory=list)
+    replayed: Opt[bool] = Field(
+        False, description="a retry of an applied X-Request-Id: no responses, only the branch"
+    )
+
+
+class HeaderAnswer(_Answer):
+    """`POST /v1/compact`."""
+
+    header: Header
+
+
+class LeaseGrantAnswer(_Answer):
+    header: Header
+    id: int
+    ttl: int = Field(description="the granted TTL (at least the member's minimum)")
+
+
+class LeaseRevokeAnswer(_Answer):
+    header: Header
+    deleted: Opt[int] = 0
+
+
+class LeaseKeepAliveAnswer(_Answer):
+    header: Header
+    id: int
+    ttl: int
+
+
+class LeaseTimeToLiveAnswer(_Answer):
+    header: Header
+    id: int
+    ttl: int = Field(description="seconds left; -1 when the lease does not exist")
+    granted_ttl: Opt[int] = 0
+    keys: Opt[list[str]] = Field(default_factory=list, description="base64, with ?keys=true")
+
+
+class LeaseBrief(_Answer):
+    id: int
+
+
+class LeaseList(_Answer):
+    header: Header
+    leases: Opt[list[LeaseBrief]] = Field(default_factory=list)
+
+
+class WatchEvent(_Answer):
+    type: str = Field(description="PUT or DELETE")
+    kv: EtcdKeyValue
+    prev_kv: EtcdKeyValue | None = None
+
+
+class WatchLine(_Answer):
+    """One NDJSON line of `GET /v1/watch` (blank keep-alive lines aside)."""
+
+    header: Header | None = None
+    watch_id: Opt[int] = 0
+    created: Opt[bool] = False
+    canceled: Opt[bool] = False
+    compact_revision: Opt[int] = 0
+    cancel_reason: Opt[str] = ""
+    progress_notify: Opt[bool] = False
+    events: Opt[list[WatchEvent]] = Field(default_factory=list)
+
+
+ResponseOp.model_rebuild()

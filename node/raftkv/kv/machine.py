@@ -135,8 +135,33 @@ class Outcome:
         return self.failure is None
 
 
-_Dedup = tuple[int, int, bool, str, str]
-"""(fingerprint of the request, revision after it, succeeded, failure code, message)."""
+_Dedup = tuple[int, int, bool, str, str, tuple[tuple[str, int], ...], tuple[int, ...]]
+"""(fingerprint of the request, revision after it, succeeded, failure code, message,
+the failure's numbers, the small facts of the answer a retry must get again: a
+grant's id and TTL, a revoke's or a delete's count)."""
+
+
+def _detail(resp: Response) -> tuple[int, ...]:
+    if isinstance(resp, Granted):
+        return (resp.id, resp.ttl)
+    if isinstance(resp, LeaseRevoked):
+        return (resp.deleted,)
+    if isinstance(resp, DeleteRangeResponse):
+        return (resp.deleted,)
+    return ()
+
+
+def _replayed_response(p: Proposal, revision: int, detail: tuple[int, ...]) -> Response:
+    """What a retry gets back: the first answer's revision and small facts. Kvs
+    (prev_kv, a txn's reads) are not kept, so they are absent."""
+    b = p.body
+    if isinstance(b, LeaseGrantRequest) and len(detail) == 2:
+        return Granted(detail[0], detail[1])
+    if isinstance(b, LeaseRevokeRequest) and len(detail) == 1:
+        return LeaseRevoked(revision, detail[0])
+    if isinstance(b, DeleteRangeRequest) and len(detail) == 1:
+        return DeleteRangeResponse(revision, detail[0])
+    return None
 
 
 def _fingerprint(p: Proposal) -> int:
@@ -218,7 +243,7 @@ class StateMachine:
         return out
 
     def _replay(self, rec: _Dedup, p: Proposal) -> Outcome:
-        fp, revision, succeeded, code, message = rec
+        fp, revision, succeeded, code, message, extra, detail = rec
         if fp != _fingerprint(p):
             return Outcome(
                 self.mvcc.revision,
@@ -226,8 +251,9 @@ class StateMachine:
                     REQUEST_ID_CONFLICT, "this request id was already used for another request"
                 ),
             )
-        failure = Failure(code, message) if code else None
-        return Outcome(revision, failure=failure, succeeded=succeeded, replayed=True)
+        failure = Failure(code, message, extra) if code else None
+        response = None if failure else _replayed_response(p, revision, detail)
+        return Outcome(revision, response, failure=failure, succeeded=succeeded, replayed=True)
 
     def _remember(self, rid: bytes, p: Proposal, out: Outcome) -> None:
         if self._dedup_capacity == 0:
@@ -239,6 +265,8 @@ class StateMachine:
             out.succeeded,
             f.code if f else "",
             f.message if f else "",
+            f.extra if f else (),
+            _detail(out.response),
         )
         self._dedup_order.append(rid)
         while len(self._dedup_order) > self._dedup_capacity:
@@ -299,7 +327,9 @@ class StateMachine:
         for rid in self._dedup_order:
             rec = self._dedup.get(rid)
             if rec is not None:
-                dedup.append([rid, *rec])
+                fp, rev, ok, code, msg, extra, detail = rec
+                flat_extra = [x for pair in extra for x in pair]
+                dedup.append([rid, fp, rev, ok, code, msg, flat_extra, list(detail)])
         return frame.seal(
             _MAGIC,
             _VERSION,
@@ -371,17 +401,24 @@ def _parse_dedup(obj: Any) -> tuple[dict[bytes, _Dedup], deque[bytes]]:
     for row in obj:
         if (
             type(row) is not list
-            or len(row) != 6
+            or len(row) != 8
             or type(row[0]) is not bytes
             or type(row[1]) is not int
             or type(row[2]) is not int
             or type(row[3]) is not bool
             or type(row[4]) is not str
             or type(row[5]) is not str
+            or type(row[6]) is not list
+            or len(row[6]) % 2
+            or type(row[7]) is not list
+            or not all(type(x) is int for x in row[7])
         ):
             raise SnapshotError("state-machine snapshot: bad request-id row")
-        rid, fp, rev, ok, code, msg = row
-        table[rid] = (fp, rev, ok, code, msg)
+        rid, fp, rev, ok, code, msg, flat_extra, detail = row
+        pairs = list(zip(flat_extra[::2], flat_extra[1::2], strict=True))
+        if not all(type(k) is str and type(v) is int for k, v in pairs):
+            raise SnapshotError("state-machine snapshot: bad request-id row")
+        table[rid] = (fp, rev, ok, code, msg, tuple(pairs), tuple(detail))
         order.append(rid)
     return table, order
 

@@ -27,6 +27,7 @@ from ..raft import (
 )
 from ..raft.errors import InvalidConfChange
 from ..storage.recovery import RecoveredState
+from . import force_new_cluster
 from .config import InitialMember, ServerConfig
 from .membership import MemberInfo, Registry, validate_url, was_removed
 from .meta import META_FILE, IdentityError, MemberMeta
@@ -59,6 +60,11 @@ def has_raft_state(storage: RecoveredState) -> bool:
 def plan_start(cfg: ServerConfig, meta: MemberMeta | None, has_state: bool) -> StartPlan:
     """How this member starts. Raises IdentityError for a data dir of another member
     or cluster and ValueError for a configuration that cannot start."""
+    if cfg.force_new_cluster and not has_state:
+        raise ValueError(
+            f"--force-new-cluster: {cfg.data_dir} holds no Raft state, so there is nothing "
+            "to recover; point --data-dir at a surviving member's data or drop the flag"
+        )
     if has_state:
         if meta is None:
             raise IdentityError(f"{cfg.data_dir} holds Raft state but no {META_FILE}")
@@ -113,7 +119,16 @@ def raft_config(cfg: ServerConfig, member_id: int) -> Config:
 
 def restart(cfg: ServerConfig, member_id: int, storage: RecoveredState) -> RawNode:
     """The Raft node of a member restarting from its data dir; `storage`'s snapshot,
-    if any, must already be installed."""
+    if any, must already be installed.
+
+    With --force-new-cluster, first the one-time rewrite of the configuration to this
+    member alone (`force_new_cluster.apply`: REMOVE_NODE entries appended to the WAL,
+    committed by the hard state), which the node then applies like any committed
+    change; without it, the marker of an earlier forced start is cleared."""
+    if cfg.force_new_cluster:
+        force_new_cluster.apply(cfg.data_dir, member_id, storage)
+    else:
+        force_new_cluster.clear_marker(cfg.data_dir)
     return RawNode.restart(
         raft_config(cfg, member_id), storage.hard_state, storage.snapshot, storage.entries
     )
@@ -167,7 +182,12 @@ async def discover_member_id(cfg: ServerConfig, *, interval: float = 1.0) -> int
     keep looking until it is replaced."""
     own = validate_url(cfg.peer_url)
     warned = False
-    async with AsyncClient(list(cfg.discovery_endpoints), timeout=3, retries=0) as cl:
+    from .member_tls import member_client_verify  # lazily: plain members skip cryptography
+
+    verify = member_client_verify(cfg)
+    async with AsyncClient(
+        list(cfg.discovery_endpoints), timeout=3, retries=0, verify=verify
+    ) as cl:
         while True:
             try:
                 members = await cl.members()

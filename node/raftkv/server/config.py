@@ -64,16 +64,13 @@ def parse_address(value: str) -> tuple[str, int]:
     """The one parser of listen and advertise addresses: `host:port`,
     `http://host:port` (the form etcd's --listen-client-urls takes, one trailing `/`
     allowed), an IPv6 host in brackets (`[::1]:2379`). Returns (host, port), the host
-    without brackets and "" when omitted (`:2379`). https is refused: no TLS yet."""
+    without brackets and "" when omitted (`:2379`). `https://` is accepted the same way;
+    whether a URL's scheme fits the TLS flags is checked by `check_tls_schemes`."""
     text = value.strip()
     scheme, sep, rest = text.partition("://")
     if sep:
         scheme = scheme.lower()
-        if scheme == "https":
-            raise ValueError(
-                f"{value!r}: TLS is not supported yet; use http://host:port or host:port"
-            )
-        if scheme != "http":
+        if scheme not in ("http", "https"):
             raise ValueError(f"{value!r}: unsupported scheme {scheme!r}; expected {ADDRESS_FORMS}")
         if rest.endswith("/"):
             rest = rest[:-1]
@@ -109,8 +106,8 @@ def format_hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def format_url(host: str, port: int) -> str:
-    return "http://" + format_hostport(host, port)
+def format_url(host: str, port: int, scheme: str = "http") -> str:
+    return f"{scheme}://" + format_hostport(host, port)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -119,14 +116,24 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host or "0.0.0.0", port
 
 
+def parse_listen_flag(value: str) -> tuple[str, int, str]:
+    """A listen flag: `parse_listen`, plus the scheme written in it ("" when none), so
+    that `check_tls_schemes` can refuse an https listen address without certificates."""
+    host, port = parse_listen(value)
+    scheme, sep, _ = value.strip().partition("://")
+    return host, port, scheme.lower() if sep else ""
+
+
 def parse_advertise(value: str) -> str:
-    """An advertised URL, normalised to http://host:port; "" (unset) stays ""."""
+    """An advertised URL, normalised to http(s)://host:port (no scheme: http); ""
+    (unset) stays ""."""
     if not value.strip():
         return ""
     host, port = parse_address(value)
     if not host or port == 0:
         raise ValueError(f"{value!r}: an advertised address needs a host and a port")
-    return format_url(host, port)
+    https = value.strip().lower().startswith("https://")
+    return format_url(host, port, "https" if https else "http")
 
 
 def parse_url_list(value: str) -> tuple[str, ...]:
@@ -170,15 +177,15 @@ def _flag(**kw: Any) -> dict[str, Flag]:
 
 _LISTEN_CLIENT = _flag(
     name="--listen-client",
-    fields=("client_host", "client_port"),
-    parse=parse_listen,
+    fields=("client_host", "client_port", "client_listen_scheme"),
+    parse=parse_listen_flag,
     metavar="ADDR",
     help=f"where to serve clients: {ADDRESS_FORMS}",
 )
 _LISTEN_PEER = _flag(
     name="--listen-peer",
-    fields=("peer_host", "peer_port"),
-    parse=parse_listen,
+    fields=("peer_host", "peer_port", "peer_listen_scheme"),
+    parse=parse_listen_flag,
     metavar="ADDR",
     help=f"where to serve peers: {ADDRESS_FORMS}",
 )
@@ -238,6 +245,15 @@ class ServerConfig:
     """Client URLs of the existing cluster (e.g. its client Service). A joining member
     with an empty data dir and no id polls the member list there until a learner with
     its own peer URL appears, and takes that id."""
+    force_new_cluster: bool = field(
+        default=False,
+        metadata=_flag(
+            help="quorum-loss recovery (etcd's flag): restart this member's data as a "
+            "one-voter cluster, removing every other member; done once, see docs/backup.md"
+        ),
+    )
+    """Rewrite the persisted configuration to this member alone before starting
+    (`server.force_new_cluster`); a no-op after it ran once, until a start without it."""
     cluster_token: str = "raftkv"
     peer_secret: str = ""
     snapshot_count: int = 10_000
@@ -276,18 +292,61 @@ class ServerConfig:
     )
     log_format: str = field(default="text", metadata=_flag(choices=("text", "json")))
     log_level: str = "info"
+    # TLS (docs/tls.md): etcd's flag names; "" = off.
+    cert_file: str = field(
+        default="", metadata=_flag(metavar="FILE", help="server certificate of the client port")
+    )
+    key_file: str = field(default="", metadata=_flag(metavar="FILE", help="key of --cert-file"))
+    trusted_ca_file: str = field(
+        default="",
+        metadata=_flag(metavar="FILE", help="CA that client certificates must chain to"),
+    )
+    client_cert_auth: bool = field(
+        default=False,
+        metadata=_flag(help="require a client certificate signed by --trusted-ca-file"),
+    )
+    peer_cert_file: str = field(
+        default="",
+        metadata=_flag(metavar="FILE", help="certificate of the peer port (mutual TLS)"),
+    )
+    peer_key_file: str = field(
+        default="", metadata=_flag(metavar="FILE", help="key of --peer-cert-file")
+    )
+    peer_trusted_ca_file: str = field(
+        default="",
+        metadata=_flag(metavar="FILE", help="CA every member's peer certificate chains to"),
+    )
+    tls_reload_interval: float = field(
+        default=5.0,
+        metadata=_flag(help="seconds between checks of the certificate files for changes"),
+    )
+    client_listen_scheme: str = field(default="", metadata=_LISTEN_CLIENT)
+    """The scheme written in --listen-client, "" when none; only checked against TLS."""
+    peer_listen_scheme: str = field(default="", metadata=_LISTEN_PEER)
 
     @property
     def cluster_id(self) -> str:
         return cluster_id_for(self.cluster_token)
 
     @property
+    def client_scheme(self) -> str:
+        return "https" if self.cert_file else "http"
+
+    @property
+    def peer_scheme(self) -> str:
+        return "https" if self.peer_cert_file else "http"
+
+    @property
     def client_url(self) -> str:
-        return self.advertise_client_url or format_url(self.client_host, self.client_port)
+        return self.advertise_client_url or format_url(
+            self.client_host, self.client_port, self.client_scheme
+        )
 
     @property
     def peer_url(self) -> str:
-        return self.advertise_peer_url or format_url(self.peer_host, self.peer_port)
+        return self.advertise_peer_url or format_url(
+            self.peer_host, self.peer_port, self.peer_scheme
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,8 +403,8 @@ def serve_options() -> list[Option]:
         default = meta.default
         if default is None:
             defaults = [_default_of(n) for n in names]
-            if len(names) == 2 and meta.parse is parse_listen:
-                default = format_hostport(*defaults)
+            if len(names) == 3 and meta.parse is parse_listen_flag:
+                default = format_hostport(*defaults[:2])
             elif len(names) == 1 and type(defaults[0]) in (str, int, float):
                 default = str(defaults[0])
             elif switch:
@@ -391,7 +450,8 @@ def config_from_values(values: Mapping[str, Any]) -> ServerConfig:
     v = dict(values)
     name: str = v["name"]
     v["data_dir"] = Path(v["data_dir"] or f"{name}.raftkv")
-    peer_url = v["advertise_peer_url"] or format_url(v["peer_host"], v["peer_port"])
+    peer_scheme = "https" if v.get("peer_cert_file") else "http"
+    peer_url = v["advertise_peer_url"] or format_url(v["peer_host"], v["peer_port"], peer_scheme)
     spec: str = v["initial_cluster"] or f"{name}={peer_url}"
     v["initial_cluster"] = [] if v["join"] else parse_initial_cluster(spec)
     if v["join"] and v["member_id"] <= 0 and not v["discovery_endpoints"]:
@@ -401,4 +461,59 @@ def config_from_values(values: Mapping[str, Any]) -> ServerConfig:
     parse_retention(v["auto_compaction_mode"], v["auto_compaction_retention"])
     if v["max_txn_ops"] < 1:
         raise ValueError("--max-txn-ops must be at least 1")
-    return ServerConfig(**v)
+    cfg = ServerConfig(**v)
+    check_tls_schemes(cfg)
+    return cfg
+
+
+def check_tls_flags(cfg: ServerConfig) -> None:
+    """TLS flags that only work together (docs/tls.md); ValueError otherwise. Checked
+    when the member starts (`server.member_tls`), not when the config is built: a
+    config with half the TLS flags is a valid value, just not one a member runs."""
+    if bool(cfg.cert_file) != bool(cfg.key_file):
+        raise ValueError("--cert-file and --key-file go together")
+    if cfg.client_cert_auth and not cfg.trusted_ca_file:
+        raise ValueError("--client-cert-auth needs --trusted-ca-file to check client certificates")
+    if cfg.trusted_ca_file and not cfg.cert_file:
+        raise ValueError("--trusted-ca-file needs --cert-file (client TLS)")
+    peer = [cfg.peer_cert_file, cfg.peer_key_file, cfg.peer_trusted_ca_file]
+    if any(peer) and not all(peer):
+        raise ValueError(
+            "peer TLS is mutual: give --peer-cert-file, --peer-key-file and "
+            "--peer-trusted-ca-file together"
+        )
+    if cfg.tls_reload_interval <= 0:
+        raise ValueError("--tls-reload-interval must be positive")
+
+
+def check_tls_schemes(cfg: ServerConfig) -> None:
+    """Refuse a URL whose scheme contradicts the TLS flags: an https URL without
+    certificates, or certificates behind an http URL, would only fail later, at the
+    first connection, far from the cause."""
+    client = ("--cert-file", cfg.client_scheme)
+    peer = ("--peer-cert-file", cfg.peer_scheme)
+    checks = [
+        ("--listen-client", cfg.client_listen_scheme, *client),
+        ("--listen-peer", cfg.peer_listen_scheme, *peer),
+        (
+            f"--advertise-client-url {cfg.advertise_client_url}",
+            _scheme(cfg.advertise_client_url),
+            *client,
+        ),
+        (f"--advertise-peer-url {cfg.advertise_peer_url}", _scheme(cfg.advertise_peer_url), *peer),
+        *(
+            (f"--initial-cluster {m.name}={m.peer_url}", _scheme(m.peer_url), *peer)
+            for m in cfg.initial_cluster
+        ),
+    ]
+    for what, got, flag, want in checks:
+        if not got or got == want:
+            continue
+        if want == "https":
+            raise ValueError(f"{what} is {got}:// but {flag} is set: use https://")
+        raise ValueError(f"{what} is https:// but {flag} is not set")
+
+
+def _scheme(url: str) -> str:
+    scheme, sep, _ = url.partition("://")
+    return scheme.lower() if sep else ""

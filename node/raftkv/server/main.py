@@ -8,19 +8,24 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from ..api.client_api import create_client_app
 from ..storage.errors import StorageError
+from ..tls import watch
 from ..transport import TransportOptions
 from ..transport.auth import not_ready
 from ..transport.server import CLOSE_TRY_AGAIN_LATER, deny_websocket, refusal_response
+from ..transport.tls import PEER_CLIENT_SSL
 from ..transport.transport import peer_uvicorn_config
 from .config import ServerConfig
+from .member_tls import member_tls
 from .meta import IdentityError
 from .node import Node
 
@@ -74,7 +79,15 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server(app: object) -> _Server:
+def _tls_settings(ctx: ssl.SSLContext | None) -> dict[str, Any]:
+    """uvicorn settings that serve TLS with `ctx` itself, not a copy: reloading the
+    certificate into `ctx` in place must reach the listener's next handshake."""
+    if ctx is None:
+        return {}
+    return {"ssl_context_factory": lambda _config, _default: ctx}
+
+
+def _server(app: object, ctx: ssl.SSLContext | None = None) -> _Server:
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         log_level="warning",
@@ -85,11 +98,19 @@ def _server(app: object) -> _Server:
         proxy_headers=False,
         server_header=False,
         date_header=False,
+        **_tls_settings(ctx),
     )
     return _Server(config)
 
 
 async def serve(cfg: ServerConfig) -> int:
+    try:
+        tls = member_tls(cfg)
+    except ValueError as exc:  # bad flag combinations, and tls.CertFileError
+        log.error("TLS: %s", exc)
+        return EXIT_STARTUP
+    # Inherited by every task made from here on, the node's transport among them.
+    PEER_CLIENT_SSL.set(tls.peer_client)
     try:
         client_sock = _bind(cfg.client_host, cfg.client_port)
         peer_sock = _bind(cfg.peer_host, cfg.peer_port)
@@ -97,6 +118,7 @@ async def serve(cfg: ServerConfig) -> int:
         log.error("cannot listen: %s", exc)
         return EXIT_STARTUP
     node = Node(cfg)
+    tls.attach_metrics(node.metrics.registry)
     try:
         await node.start()
     except (IdentityError, StorageError, ValueError) as exc:
@@ -127,14 +149,26 @@ async def serve(cfg: ServerConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     app = create_client_app(node)
-    client = _server(app)
+    if tls.member_client is not None:
+        app.state.forwarder.verify = tls.member_client
+    client = _server(app, tls.client_server)
     peer = _Server(
-        peer_uvicorn_config(_PeerApp(node), TransportOptions(), timeout_graceful_shutdown=2)
+        peer_uvicorn_config(
+            _PeerApp(node),
+            TransportOptions(),
+            timeout_graceful_shutdown=2,
+            **_tls_settings(tls.peer_server),
+        )
     )
     tasks = [
         asyncio.create_task(peer.serve(sockets=[peer_sock])),
         asyncio.create_task(client.serve(sockets=[client_sock])),
     ]
+    reloader = (
+        asyncio.create_task(watch(tls.reloaders, cfg.tls_reload_interval), name="raftkv-tls")
+        if tls.reloaders
+        else None
+    )
     log.info(
         "member %d (%s) serving clients on %s, peers on %s",
         node.member_id,
@@ -162,6 +196,8 @@ async def serve(cfg: ServerConfig) -> int:
     await app.state.forwarder.aclose()
     await node.stop()
     waiter.cancel()
+    if reloader is not None:
+        reloader.cancel()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
     return EXIT_FAILED if failed else EXIT_OK

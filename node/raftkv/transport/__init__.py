@@ -15,6 +15,11 @@ backoff; a bounded queue per peer while it is down. Snapshots: a chunked POST to
 `/raft/snapshot`, CRC-verified by the receiver before delivery. Incoming: the same two
 routes on `t.app`, admitting only this cluster's members with the peer secret (403),
 answering 410 to removed members and 409 to callers that meant another member.
+
+TLS (docs/tls.md): https:// peer URLs are dialled as wss:// (and snapshots POSTed over
+https) with `TransportOptions.client_ssl`, or the member's context in
+`transport.tls.PEER_CLIENT_SSL`; serving the peer port over TLS is the caller's
+uvicorn setting. The peer secret is checked either way.
 """
 
 from raftkv.transport.auth import PeerAuth, PeerRefused, admit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 
 from raftkv.transport.framing import DEFAULT_MAX_FRAME_BYTES
@@ -50,6 +51,11 @@ class TransportOptions:
 
     stop_timeout: float = 5.0
     """`Transport.stop()` returns within about this long, whatever the peers do."""
+
+    client_ssl: ssl.SSLContext | None = None
+    """TLS context for dialling https:// peers (mutual TLS: it carries this member's
+    peer certificate and the peer CA); None = `tls.PEER_CLIENT_SSL`, then the system
+    defaults. The context may be reloaded in place: each dial uses what it holds."""
 
     def __post_init__(self) -> None:
         if self.max_queue < 1:

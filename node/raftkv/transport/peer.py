@@ -18,9 +18,11 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -96,8 +98,10 @@ class PeerStream:
         auth: PeerAuth,
         options: TransportOptions,
         hooks: StreamHooks,
+        client_ssl: ssl.SSLContext | None = None,
     ) -> None:
         self.peer_id = peer_id
+        self._ssl = client_ssl
         self.url = url
         self._ws_url = stream_url(url)
         self._local_id = local_id
@@ -220,8 +224,13 @@ class PeerStream:
         return True
 
     async def _dial(self) -> ClientConnection:
+        # websockets refuses an ssl argument for ws:// URLs; for wss:// without one it
+        # falls back to the system CAs, which never hold a cluster's own peer CA.
+        secure = self._ssl is not None and self._ws_url.startswith("wss:")
+        tls: dict[str, Any] = {"ssl": self._ssl} if secure else {}
         ws = await connect(
             self._ws_url,
+            **tls,
             additional_headers=self._auth.headers(self._local_id, self.peer_id),
             # Frames are already compact msgpack; deflate would cost CPU on both ends
             # for little gain. Not offering it means the server cannot enable it.

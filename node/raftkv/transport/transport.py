@@ -29,6 +29,7 @@ from raftkv.transport.options import TransportOptions
 from raftkv.transport.peer import PeerStats, PeerStream, StreamHooks, stream_url
 from raftkv.transport.server import Inbound
 from raftkv.transport.snapshot import send_snapshot
+from raftkv.transport.tls import peer_client_ssl
 
 log = logging.getLogger("raftkv.transport")
 
@@ -96,6 +97,7 @@ class Transport:
         self.member_id = member_id
         self.auth = auth
         self.options = options if options is not None else TransportOptions(max_queue=max_queue)
+        self.client_ssl = peer_client_ssl(self.options.client_ssl)
         self._on_snapshot_sent = _guarded(on_snapshot_sent, "on_snapshot_sent")
         self._on_removed = _guarded(on_removed, "on_removed")
         self._removed_reported = False
@@ -139,6 +141,7 @@ class Transport:
             auth=self.auth,
             options=self.options,
             hooks=self._hooks,
+            client_ssl=self.client_ssl,
         )
         self._peers[peer_id] = peer
         if self._started and not self._stopped:
@@ -213,6 +216,7 @@ class Transport:
                 # Like the streams: never route peer traffic through an env proxy.
                 trust_env=False,
                 timeout=httpx.Timeout(opts.snapshot_timeout, connect=opts.dial_timeout),
+                verify=self.client_ssl if self.client_ssl is not None else True,
             )
         return self._client
 

@@ -24,12 +24,15 @@ import asyncio
 import os
 import re
 import secrets
+import ssl
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from raftkv.cli import UsageError, add_tls_arguments, tls_kwargs
 from raftkv.client import AsyncClient, RaftKVError
+from raftkv.tls import client_ssl_context
 from raftkv.verify.checker import check_history
 from raftkv.verify.report import write_run
 from raftkv.verify.result import Verdict
@@ -97,11 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None, help="output directory (default ./raftkv-verify-<id>)"
     )
     p.add_argument("--keep-keys", action="store_true", help="do not delete the run's keys")
+    add_tls_arguments(p)
     return p
 
 
-async def _reachable(endpoints: Sequence[str], timeout: float) -> bool:
-    async with AsyncClient(endpoints, timeout=timeout, retries=0) as c:
+async def _reachable(
+    endpoints: Sequence[str], timeout: float, verify: ssl.SSLContext | bool = True
+) -> bool:
+    async with AsyncClient(endpoints, timeout=timeout, retries=0, verify=verify) as c:
         try:
             await c.status()
         except RaftKVError:
@@ -109,10 +115,12 @@ async def _reachable(endpoints: Sequence[str], timeout: float) -> bool:
     return True
 
 
-async def _cleanup(endpoints: Sequence[str], prefix: str, timeout: float) -> str | None:
+async def _cleanup(
+    endpoints: Sequence[str], prefix: str, timeout: float, verify: ssl.SSLContext | bool = True
+) -> str | None:
     """Delete every key under the run's prefix; None on success, else what went wrong."""
     try:
-        async with AsyncClient(endpoints, timeout=timeout, retries=3) as c:
+        async with AsyncClient(endpoints, timeout=timeout, retries=3, verify=verify) as c:
             while True:
                 page = await c.list_page(prefix, 100)
                 for kv in page.items:
@@ -131,6 +139,11 @@ def run(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else secrets.randbits(32)
     keys = [f"{prefix}k{i}" for i in range(args.keys)]
     try:
+        # One context for every client of the run; a bad file is named here, up front.
+        tls = tls_kwargs(args)
+        verify: ssl.SSLContext | bool = True
+        if any(tls.values()):
+            verify = client_ssl_context(tls["cacert"], tls["cert"], tls["key"])
         cfg = WorkloadConfig(
             endpoints=[e if "://" in e else "http://" + e for e in endpoints],
             keys=keys,
@@ -140,11 +153,12 @@ def run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             seed=seed,
             value_prefix=f"{run_id}:",
+            verify=verify,
         )
-    except ValueError as exc:
+    except (ValueError, UsageError) as exc:  # tls.CertFileError is a ValueError
         print(f"raftkv verify: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if not asyncio.run(_reachable(cfg.endpoints, args.timeout)):
+    if not asyncio.run(_reachable(cfg.endpoints, args.timeout, verify)):
         print(f"raftkv verify: no endpoint answered: {', '.join(cfg.endpoints)}", file=sys.stderr)
         return EXIT_UNAVAILABLE
 
@@ -159,9 +173,9 @@ def run(args: argparse.Namespace) -> int:
     async def workload() -> str | None:
         try:
             await run_workload(cfg, rec)
-            await final_reads(cfg.endpoints, keys, rec, timeout=args.timeout)
+            await final_reads(cfg.endpoints, keys, rec, timeout=args.timeout, verify=verify)
         finally:
-            problem = None if args.keep_keys else await _cleanup(cfg.endpoints, prefix, 5.0)
+            problem = None if args.keep_keys else await _cleanup(cfg.endpoints, prefix, 5.0, verify)
         return problem
 
     cleanup_problem = asyncio.run(workload())

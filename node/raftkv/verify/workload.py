@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -96,6 +97,8 @@ class WorkloadConfig:
     runs that share keys."""
     pin: bool = True
     """Pin client i to endpoint i % n; False rotates each client over all endpoints."""
+    verify: ssl.SSLContext | bool = True
+    """TLS for https endpoints: the clients' httpx `verify` (docs/tls.md)."""
 
 
 class Recorder:
@@ -323,7 +326,7 @@ async def run_workload(
         raise ValueError("need at least one endpoint, one key and one client")
     stop = stop or threading.Event()
     eps = list(cfg.endpoints)
-    per_ep = [AsyncClient([ep], timeout=cfg.timeout, retries=0) for ep in eps]
+    per_ep = [AsyncClient([ep], timeout=cfg.timeout, retries=0, verify=cfg.verify) for ep in eps]
     workers = []
     for i in range(cfg.clients):
         first = i % len(eps)
@@ -346,6 +349,7 @@ async def final_reads(
     client: int = -1,
     timeout: float = 2.0,
     deadline_s: float = 30.0,
+    verify: ssl.SSLContext | bool = True,
 ) -> dict[str, Value]:
     """A linearizable read of every key, trying members in turn until one answers; the
     successful attempt is recorded (a read has no effect, so the failed tries need not
@@ -354,7 +358,7 @@ async def final_reads(
     are missing from the result."""
     out: dict[str, Value] = {}
     deadline = time.monotonic() + deadline_s
-    clients = [AsyncClient([ep], timeout=timeout, retries=0) for ep in endpoints]
+    clients = [AsyncClient([ep], timeout=timeout, retries=0, verify=verify) for ep in endpoints]
     try:
         for key in keys:
             turn = 0
