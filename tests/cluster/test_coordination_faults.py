@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -217,3 +218,37 @@ def test_a_kept_alive_lease_keeps_its_keys_through_leader_kills_and_ends_when_le
     wait_for("the lease's key to go", gone, bound + 10, ignore=httpx.HTTPError)
     took = time.monotonic() - left_alone
     assert took <= bound + 1.0, f"lease ended {took:.1f}s after its last keep-alive"
+
+
+def test_auto_compaction_compacts_on_the_leader_and_every_member_follows(
+    tmp_path: Path,
+) -> None:
+    c = LocalCluster(
+        tmp_path,
+        3,
+        extra_args=["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "2s"],
+    )
+    try:
+        c.start_all()
+        c.leader()
+        with Client(c.endpoints(), timeout=10) as cl:
+            first = cl.put("ac/k", b"1").revision
+            for i in range(20):
+                cl.put("ac/k", str(i).encode())
+
+            def compacted() -> bool:
+                cl.put("ac/tick", b"x")  # keep the revision moving
+                return all(
+                    httpx.get(
+                        f"{m.url}/v1/kv/ac/k",
+                        params={"revision": first, "consistency": "serializable"},
+                        timeout=2,
+                    ).status_code
+                    == 410
+                    for m in c.members.values()
+                )
+
+            wait_for("every member to have compacted the first write away", compacted, 30)
+            assert cl.get("ac/k") is not None
+    finally:
+        c.close()

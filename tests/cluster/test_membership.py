@@ -35,6 +35,9 @@ def test_add_learner_catch_up_by_snapshot_promote_remove_transfer(
     with Client(c.endpoints()) as cl:
         for i in range(300):
             cl.put(f"pre/{i}", f"{i}".encode())
+        first = cl.get("pre/0")
+        assert first is not None
+        cl.put("pre/0", b"changed")
     m4 = c.add_process("m4")
     r = cli(c, "member", "add", m4.peer_url, "--name", "m4", "--learner", "--json")
     assert r.returncode == 0, r.stderr
@@ -47,6 +50,13 @@ def test_add_learner_catch_up_by_snapshot_promote_remove_transfer(
         got = cl.get("pre/299", consistency="serializable")
         assert got is not None
         assert got.value == b"299"
+    # The history travels in the snapshot: the new member serves the past too.
+    past = httpx.get(
+        f"{m4.url}/v1/kv/pre/0",
+        params={"revision": first.revision, "consistency": "serializable"},
+    )
+    assert past.status_code == 200, past.text
+    assert past.content == b"0"
     assert "restored snapshot" in m4.log()
     r = cli(c, "member", "promote", str(new_id))
     assert r.returncode == 0, r.stderr

@@ -1,5 +1,9 @@
-"""The nemesis: real `raftkv serve` members, a concurrent register workload, faults on a
-seeded schedule, then a linearizability check of everything the clients saw.
+"""The nemesis: real `raftkv serve` members, a concurrent register workload (reads,
+writes, If-Match CAS, txn CAS and two-key txns, deletes), faults on a seeded schedule,
+then a linearizability check of everything the clients saw, and a check of what the
+watchers saw (`support.watch_check`: six watchers of the workload's prefix, moving
+between members as faults break their streams, must each see every acknowledged
+write once, in revision order, and end at the final state).
 
 Structure. The workload (`raftkv.verify.workload`) runs on an asyncio loop in the calling
 thread; the nemesis runs in its own thread, because fault injection is blocking work
@@ -39,6 +43,7 @@ all waits are bounded.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import random
 import threading
@@ -49,6 +54,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from raftkv.client import Client, RaftKVError
 from raftkv.client import Consistency as ReadConsistency
 from raftkv.storage.recovery import WAL_DIR
@@ -57,6 +64,7 @@ from raftkv.verify.report import FaultWindow, RunArtifacts, write_run
 from raftkv.verify.result import CheckResult
 from raftkv.verify.workload import Recorder, WorkloadConfig, final_reads, run_workload
 from support.wait import wait_for
+from support.watch_check import Watcher, check_watcher
 
 from .netns import NetnsCluster
 
@@ -93,6 +101,9 @@ class NemesisConfig:
     check_timeout: float = 120.0
     server_request_timeout: float = 1.0
     tick_ms: int = 50
+    watchers: int = 6
+    """Watchers of the workload's prefix, spread over the members (`support.watch_check`):
+    each must see every acknowledged write once, in order, and end at the final state."""
 
 
 @dataclass
@@ -106,6 +117,7 @@ class NemesisRun:
     injected); the history is still checked and written."""
     elapsed: float
     extra: dict[str, Any] = field(default_factory=dict)
+    watchers: list[Watcher] = field(default_factory=list)
 
 
 class Nemesis:
@@ -329,6 +341,7 @@ def run_nemesis(
             consistency=cfg.consistency,
             seed=cfg.seed,
         )
+        watchers = _start_watchers(cluster.endpoints(alive_only=False), cfg.watchers)
         thread = threading.Thread(target=nemesis_main, name="nemesis", daemon=True)
         thread.start()
         try:
@@ -342,6 +355,7 @@ def run_nemesis(
         missing = [k for k in keys if k not in finals]
         if missing:
             nem.errors.append(f"final reads failed for {missing}")
+        nem.errors += _check_watchers(cluster.endpoints(), watchers, rec.ops())
         faults, errors = nem.faults, nem.errors
     finally:
         cluster.close()
@@ -356,11 +370,88 @@ def run_nemesis(
     }
     if errors:
         extra["nemesis_error"] = errors
+    extra["watchers"] = [{"events": len(w.events), "reconnects": w.reconnects} for w in watchers]
     arts = write_run(out_dir, ops, result, faults, title=f"{title} seed={cfg.seed}", extra=extra)
-    return NemesisRun(ops, result, faults, arts, errors, elapsed, extra)
+    return NemesisRun(ops, result, faults, arts, errors, elapsed, extra, watchers)
+
+
+WATCH_PREFIX = "nemesis/"
+
+
+def _start_watchers(endpoints: list[str], n: int) -> list[Watcher]:
+    """`n` watchers from the current revision + 1, each starting on its own member."""
+    if n == 0:
+        return []
+    listing = httpx.get(f"{endpoints[0]}/v1/kv", params={"prefix": WATCH_PREFIX, "limit": 1})
+    start = int(listing.json()["revision"]) + 1
+    watchers = [
+        Watcher(
+            endpoints[i % len(endpoints) :] + endpoints[: i % len(endpoints)], start, WATCH_PREFIX
+        )
+        for i in range(n)
+    ]
+    for w in watchers:
+        w.start_thread()
+    return watchers
+
+
+def _check_watchers(endpoints: list[str], watchers: list[Watcher], ops: list[Op]) -> list[str]:
+    """After the final reads: the final state (one linearizable listing), then each
+    watcher must reach its revision and pass `check_watcher`."""
+    if not watchers:
+        return []
+    try:
+        listing = _final_listing(endpoints)
+    except Exception as exc:
+        for w in watchers:
+            w.close()
+        return [f"watch check: no final listing: {exc!r}"]
+    last = int(listing["revision"])
+    final = {i["key"]: base64.b64decode(i["value"]).decode() for i in listing["items"]}
+    acked = [
+        (op.key, str(op.value))
+        for op in ops
+        if op.status is OpStatus.OK
+        and op.kind in (OpKind.WRITE, OpKind.CAS)
+        and not op.cas_failed
+        and op.value is not None
+    ]
+    problems: list[str] = []
+    for i, w in enumerate(watchers):
+
+        def caught_up(w: Watcher = w) -> bool:
+            return w.seen_rev >= last or bool(w.error)
+
+        try:
+            wait_for(f"watcher {i} at revision {last}", caught_up, 30)
+        except Exception as exc:
+            problems.append(f"watcher {i}: {exc}")
+        w.close()
+        problems += [f"watcher {i}: {p}" for p in check_watcher(w, final, acked)]
+    return problems
+
+
+def _final_listing(endpoints: list[str]) -> dict[str, Any]:
+    def attempt() -> dict[str, Any] | None:
+        for ep in endpoints:
+            try:
+                r = httpx.get(
+                    f"{ep}/v1/kv", params={"prefix": WATCH_PREFIX, "limit": 10_000}, timeout=3
+                )
+            except httpx.HTTPError:
+                continue
+            if r.status_code == 200:
+                body: dict[str, Any] = r.json()
+                return body
+        return None
+
+    return wait_for("a final listing", attempt, 30)
 
 
 # -- proving the checker can fail -------------------------------------------------------
+
+
+STALE_PROBE_KEY = "nemesis/probe"
 
 
 def stale_read_plan(nem: Nemesis, rec: Recorder) -> None:
@@ -372,7 +463,9 @@ def stale_read_plan(nem: Nemesis, rec: Recorder) -> None:
     nem.stop.wait(nem.cfg.warmup)
     leader = nem.leader()
     isolated = next(n for n in nem.names if n != leader)
-    key = "nemesis/k0"
+    # A key of its own: the workload's writers would race the wait below for the probe
+    # value on one of theirs (the wait could then miss it under load).
+    key = STALE_PROBE_KEY
     iso = nem.c.members[isolated]
     with Client([nem.c.members[leader].url], timeout=3.0, retries=0) as lc:
         _probe_write(rec, lc, key, "probe-before")

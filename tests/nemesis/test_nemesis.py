@@ -15,7 +15,14 @@ import pytest
 
 from raftkv.verify import OpStatus, Verdict
 
-from .nemesis import FAULT_KINDS, NemesisConfig, run_nemesis, stale_read_config, stale_read_plan
+from .nemesis import (
+    FAULT_KINDS,
+    STALE_PROBE_KEY,
+    NemesisConfig,
+    run_nemesis,
+    stale_read_config,
+    stale_read_plan,
+)
 from .netns import netns_unavailable_reason
 
 _REASON = netns_unavailable_reason()
@@ -43,6 +50,11 @@ def test_nemesis_run_is_linearizable(tmp_path: Path) -> None:
     ok = [op for op in run.ops if op.status is OpStatus.OK]
     assert len(ok) > 1000, why
     assert {f.kind for f in run.faults} == set(FAULT_KINDS), why
+    # The watchers (checked in run.errors: every acknowledged write seen once, in order,
+    # ending at the final state) saw the run and moved between members.
+    assert len(run.watchers) == 6, why
+    assert all(len(w.events) > 500 for w in run.watchers), why
+    assert sum(w.reconnects for w in run.watchers) > 0, why
     assert run.artifacts.picture is not None
     assert run.artifacts.picture.stat().st_size > 10_000
 
@@ -58,9 +70,9 @@ def test_serializable_reads_from_a_partitioned_member_are_flagged(tmp_path: Path
     why = _describe(run)
     assert not run.errors, f"nemesis problems: {run.errors}{why}"
     assert run.result.verdict is Verdict.VIOLATION, why
-    assert run.result.per_key["nemesis/k0"].verdict is Verdict.VIOLATION, why
+    assert run.result.per_key[STALE_PROBE_KEY].verdict is Verdict.VIOLATION, why
     # The explanation names the stale value, and its window is small enough to read.
-    k0 = run.result.per_key["nemesis/k0"]
+    k0 = run.result.per_key[STALE_PROBE_KEY]
     assert k0.explanation, why
     assert k0.window, why
     assert len(k0.window) <= 10, why

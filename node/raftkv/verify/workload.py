@@ -24,10 +24,11 @@ compares *values*. A CAS here is: read the key (recorded as its own read op), th
 `PUT If-Match: <rev just read>` with a fresh value, recorded as `CAS(expected=value just
 read -> new value)`; if the read answered 404 it is `PUT If-None-Match: *`, recorded as
 `CAS(expected=absent -> new value)`. This is exact, not an approximation, because every
-value written in a run is unique and a revision is the Raft index of the write that
-produced it: the key's current revision is `r` iff the last write to the key is the one at
-index `r` iff the current value is the (unique) value that write stored. So "revision ==
-r" and "value == v" are the same predicate, and 412 means precisely "the value was not v".
+value written in a run is unique and a revision is the store revision of the write that
+produced it: the key's current mod revision is `r` iff the last write to the key is the
+one at store revision `r` (each write has its own) iff the current value is the (unique)
+value that write stored. So "revision == r" and "value == v" are the same predicate, and
+412 means precisely "the value was not v".
 (It relies on the read's ETag matching its body; if the server ever paired a value with a
 wrong revision, the checker would see a CAS succeed or fail against the wrong value and
 report it, which is the behaviour we want.) "Absent" is not unique, but If-None-Match tests
@@ -54,6 +55,8 @@ from raftkv.client import (
     RaftKVError,
     Unavailable,
 )
+from raftkv.client_ops import Compare
+from raftkv.client_ops import Op as TxnOps
 from raftkv.verify.history import Op, OpKind, OpStatus, Value
 
 __all__ = [
@@ -68,11 +71,18 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class OpMix:
-    """Relative weights of the op kinds (a CAS also issues the read it is based on)."""
+    """Relative weights of the op kinds (a CAS also issues the read it is based on).
 
-    read: float = 0.45
-    write: float = 0.30
-    cas: float = 0.20
+    `txn_cas` is a CAS through `POST /v1/txn` comparing the VALUE (values are unique,
+    so the compare is exactly the register's) or, for an absent key, CREATE == 0;
+    `txn_pair` writes two keys in one txn, recorded as a write to each, both with
+    the txn's call and return times."""
+
+    read: float = 0.40
+    write: float = 0.22
+    cas: float = 0.15
+    txn_cas: float = 0.12
+    txn_pair: float = 0.06
     delete: float = 0.05
 
 
@@ -296,10 +306,58 @@ class _Worker:
             cas_failed=cas_failed,
         )
 
+    async def txn_cas(self, c: AsyncClient, key: str) -> None:
+        ok, current = await self.read(c, key)
+        if not ok:
+            return
+        expected: Value = None if current is None else _text(current.value)
+        value = self._value()
+        cond = Compare.create(key) == 0 if current is None else Compare.value(key) == current.value
+        call = time.monotonic()
+        cas_failed = False
+        try:
+            r = await c.txn().if_(cond).then(TxnOps.put(key, value.encode())).commit()
+            status, cas_failed = OpStatus.OK, not r.succeeded
+        except Exception as exc:
+            status = outcome_of(exc)
+        self._record(
+            key,
+            OpKind.CAS,
+            call,
+            status=status,
+            value=value,
+            expected=expected,
+            cas_failed=cas_failed,
+        )
+
+    async def txn_pair(self, c: AsyncClient, key: str) -> None:
+        other = self.rng.choice([k for k in self.cfg.keys if k != key] or [key])
+        if other == key:
+            await self.write(c, key)
+            return
+        values = {key: self._value(), other: self._value()}
+        call = time.monotonic()
+        try:
+            await c.txn().then(*(TxnOps.put(k, v.encode()) for k, v in values.items())).commit()
+            status = OpStatus.OK
+        except Exception as exc:
+            status = outcome_of(exc)
+        ret = time.monotonic()
+        for k, v in values.items():
+            self.rec.add(
+                client=self.idx,
+                key=k,
+                kind=OpKind.WRITE,
+                call=call,
+                ret=ret,
+                status=status,
+                value=v,
+            )
+
     async def run(self, pacer: _Pacer, deadline: float, stop: threading.Event) -> None:
         m = self.cfg.mix
-        kinds = ["read", "write", "cas", "delete"]
-        weights = [m.read, m.write, m.cas, m.delete]
+        kinds = ["read", "write", "cas", "txn_cas", "txn_pair", "delete"]
+        weights = [m.read, m.write, m.cas, m.txn_cas, m.txn_pair, m.delete]
         while not stop.is_set():
             await pacer.wait()
             if stop.is_set() or time.monotonic() >= deadline:
@@ -313,6 +371,10 @@ class _Worker:
                 await self.write(c, key)
             elif kind == "cas":
                 await self.cas(c, key)
+            elif kind == "txn_cas":
+                await self.txn_cas(c, key)
+            elif kind == "txn_pair":
+                await self.txn_pair(c, key)
             else:
                 await self.delete(c, key)
 
