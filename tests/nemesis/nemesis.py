@@ -3,7 +3,9 @@ writes, If-Match CAS, txn CAS and two-key txns, deletes), faults on a seeded sch
 then a linearizability check of everything the clients saw, and a check of what the
 watchers saw (`support.watch_check`: six watchers of the workload's prefix, moving
 between members as faults break their streams, must each see every acknowledged
-write once, in revision order, and end at the final state).
+write once, in revision order, and end at the final state), and a lease kept alive by a
+client through the faults (`support.lease_keeper`: while its keep-alives are answered
+at least once a TTL, the lease and its key must survive).
 
 Structure. The workload (`raftkv.verify.workload`) runs on an asyncio loop in the calling
 thread; the nemesis runs in its own thread, because fault injection is blocking work
@@ -63,6 +65,7 @@ from raftkv.verify import Op, OpKind, OpStatus, check_history
 from raftkv.verify.report import FaultWindow, RunArtifacts, write_run
 from raftkv.verify.result import CheckResult
 from raftkv.verify.workload import Recorder, WorkloadConfig, final_reads, run_workload
+from support.lease_keeper import LeaseKeeper
 from support.wait import wait_for
 from support.watch_check import Watcher, check_watcher
 
@@ -311,6 +314,8 @@ def run_nemesis(
     rec = Recorder()
     stop = threading.Event()
     keys = [f"nemesis/k{i}" for i in range(cfg.keys)]
+    watchers: list[Watcher] = []
+    lease_report: dict[str, float] = {}
     try:
         cluster.start_all(timeout=cfg.recovery_timeout)
         cluster.leader(timeout=cfg.recovery_timeout)
@@ -342,6 +347,8 @@ def run_nemesis(
             seed=cfg.seed,
         )
         watchers = _start_watchers(cluster.endpoints(alive_only=False), cfg.watchers)
+        keeper = LeaseKeeper(cluster.endpoints(alive_only=False), "nemesis-lease/held")
+        keeper.start()
         thread = threading.Thread(target=nemesis_main, name="nemesis", daemon=True)
         thread.start()
         try:
@@ -356,6 +363,13 @@ def run_nemesis(
         if missing:
             nem.errors.append(f"final reads failed for {missing}")
         nem.errors += _check_watchers(cluster.endpoints(), watchers, rec.ops())
+        keeper.close()
+        nem.errors += keeper.problems(cluster.endpoints())
+        lease_report = {
+            "renewals": keeper.renewals,
+            "longest_gap_s": round(keeper.longest_gap, 2),
+            "ttl": keeper.ttl,
+        }
         faults, errors = nem.faults, nem.errors
     finally:
         cluster.close()
@@ -370,6 +384,7 @@ def run_nemesis(
     }
     if errors:
         extra["nemesis_error"] = errors
+    extra["lease_keeper"] = lease_report
     extra["watchers"] = [{"events": len(w.events), "reconnects": w.reconnects} for w in watchers]
     arts = write_run(out_dir, ops, result, faults, title=f"{title} seed={cfg.seed}", extra=extra)
     return NemesisRun(ops, result, faults, arts, errors, elapsed, extra, watchers)
