@@ -31,6 +31,12 @@ async def test_revisions_are_the_stores_not_the_raft_index(single: InProcessMemb
         assert g.headers["etag"] == f'"{r1["revision"]}"'
         assert g.headers["x-raftkv-version"] == "1"
         assert g.headers["x-raftkv-store-revision"] == str(r2["revision"])
+        put = await h.put("/v1/kv/c", content=b"1")
+        for resp in (g, put):
+            assert resp.headers["x-raftkv-cluster-id"] == single.node.cfg.cluster_id
+            assert resp.headers["x-raftkv-member-id"] == str(single.node.member_id)
+            assert int(resp.headers["x-raftkv-raft-term"]) >= 1
+        assert put.headers["x-raftkv-store-revision"] == str(put.json()["revision"])
 
 
 async def test_if_match_compares_the_mod_revision(single: InProcessMember) -> None:

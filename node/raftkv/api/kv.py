@@ -44,7 +44,7 @@ from ..server.node import Node
 from . import schema as S
 from .body import DRAIN_MIN_BYTES, Upload, refuse_upload
 from .deps import NodeDep, ReadGuard, guard_read
-from .outcome import failure_error, header, store_error
+from .outcome import failure_error, header, header_fields, store_error
 from .responses import error_response, json_response
 
 KV_PREFIX = b"/v1/kv/"
@@ -150,7 +150,10 @@ def write_response(node: Node, key: bytes, out: Outcome, *, delete: bool = False
     etag = out.revision
     if delete or isinstance(resp, DeleteRangeResponse):
         etag = 0
-    return json_response(body, 200, {"ETag": f'"{etag}"'} if etag else None)
+    headers = header_fields(node, out.revision)
+    if etag:
+        headers["ETag"] = f'"{etag}"'
+    return json_response(body, 200, headers)
 
 
 def _precondition_failed(rev: int) -> Response:
@@ -223,7 +226,7 @@ class KVHandlers:
                 "X-Raftkv-Create-Revision": str(found.create_revision),
                 "X-Raftkv-Version": str(found.version),
                 "X-Raftkv-Lease": str(found.lease),
-                "X-Raftkv-Store-Revision": str(self.node.kv.revision),
+                **header_fields(self.node, self.node.kv.revision),
             },
             media_type="application/octet-stream",
         )

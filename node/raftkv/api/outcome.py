@@ -32,6 +32,18 @@ def header(node: Node, revision: int | None = None) -> dict[str, Any]:
     }
 
 
+def header_fields(node: Node, revision: int) -> dict[str, str]:
+    """The response header as HTTP headers, for answers that are not JSON objects of
+    ours (a raw value) or whose body predates it (single-key writes)."""
+    raw = node.raw
+    return {
+        "X-Raftkv-Cluster-Id": node.cfg.cluster_id,
+        "X-Raftkv-Member-Id": str(node.member_id),
+        "X-Raftkv-Store-Revision": str(revision),
+        "X-Raftkv-Raft-Term": str(raw.term if raw is not None else 0),
+    }
+
+
 def failure_error(f: Failure) -> E.ApiError:
     extra: dict[str, object] = dict(f.extra)
     if f.code == "compacted":

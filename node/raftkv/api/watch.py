@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import StreamingResponse
 
 from ..kv.mvcc.kv import Event
@@ -193,3 +193,115 @@ async def _lines(
     finally:
         node.remove_watch_waiter(signal)
         stream.close()
+
+
+# -- many watches on one WebSocket -------------------------------------------------
+
+
+class _BadMessage(ValueError):
+    pass
+
+
+def _filters(raw: object) -> list[Filter]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise _BadMessage("filters must be a list of NOPUT / NODELETE")
+    out = []
+    for f in raw:
+        if f in ("NOPUT", 0):
+            out.append(Filter.NOPUT)
+        elif f in ("NODELETE", 1):
+            out.append(Filter.NODELETE)
+        else:
+            raise _BadMessage(f"unknown filter {f!r}")
+    return out
+
+
+def _apply_request(stream: WatchStream, msg: object) -> None:
+    """One client message: etcd's WatchRequest in JSON (create_request, cancel_request
+    or progress_request)."""
+    if not isinstance(msg, dict) or len(msg) != 1:
+        raise _BadMessage("a message is one of create_request, cancel_request, progress_request")
+    ((kind, body),) = msg.items()
+    if not isinstance(body, dict):
+        raise _BadMessage(f"{kind} must be an object")
+    try:
+        if kind == "create_request":
+            start = J.i64(body.get("start_revision"), "start_revision")
+            wid = J.i64(body.get("watch_id"), "watch_id")
+            if start < 0 or wid < 0:
+                raise _BadMessage("start_revision and watch_id must be >= 0")
+            key = J.b64(body.get("key"), "key")
+            if not key:
+                raise _BadMessage("key must not be empty")
+            stream.create(
+                key,
+                J.b64(body.get("range_end"), "range_end"),
+                start_revision=start,
+                filters=_filters(body.get("filters")),
+                prev_kv=J.flag(body.get("prev_kv"), "prev_kv"),
+                progress_notify=J.flag(body.get("progress_notify"), "progress_notify"),
+                watch_id=wid or None,
+            )
+        elif kind == "cancel_request":
+            stream.cancel(J.i64(body.get("watch_id"), "watch_id"))
+        elif kind == "progress_request":
+            stream.request_progress()
+        else:
+            raise _BadMessage(f"unknown request {kind!r}")
+    except E.ApiError as exc:
+        raise _BadMessage(exc.message) from None
+
+
+@router.websocket("/v1/watch/ws")
+async def watch_ws(ws: WebSocket) -> None:
+    """Many watches multiplexed on one WebSocket, as etcd's Watch stream: the client
+    sends `{"create_request": {...}}` (base64 `key`/`range_end`, `start_revision`,
+    `filters`, `prev_kv`, `progress_notify`, `watch_id`), `{"cancel_request":
+    {"watch_id"}}` or `{"progress_request": {}}`; the server sends one JSON object
+    per message, in the shape of `GET /v1/watch`'s lines, with each watch's id. A
+    malformed message gets `{"error": "invalid_request", "message"}` and the socket
+    stays open."""
+    node: Node = ws.app.state.node
+    await ws.accept()
+    if node.raw is None or node.removed or node.stopping:
+        await ws.close(code=1013, reason="member is not serving")
+        return
+    stream = node.watch.new_stream()
+    signal = node.add_watch_waiter()
+
+    async def read() -> None:
+        while True:
+            text = await ws.receive_text()
+            try:
+                _apply_request(stream, orjson.loads(text))
+            except (orjson.JSONDecodeError, _BadMessage, ValueError) as exc:
+                await ws.send_text(
+                    orjson.dumps({"error": "invalid_request", "message": str(exc)}).decode()
+                )
+            signal.set()
+
+    async def write() -> None:
+        while not node.stopping and not node.removed:
+            signal.clear()
+            out = stream.drain(MAX_EVENTS_PER_LINE)
+            for r in out:
+                await ws.send_text(_line(node, r).decode().rstrip("\n"))
+            if not out:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(signal.wait(), DEFAULT_HEARTBEAT)
+
+    tasks = [asyncio.ensure_future(read()), asyncio.ensure_future(write())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        node.remove_watch_waiter(signal)
+        stream.close()
+        with contextlib.suppress(Exception):
+            await ws.close()
