@@ -218,6 +218,9 @@ def _add_client(sub: SubParsers) -> None:
     p = sub.add_parser("get", parents=[common], help="read a key")
     p.add_argument("key")
     p.add_argument("--serializable", action="store_true", help="local read, no quorum round")
+    p.add_argument(
+        "--rev", type=int, default=0, help="the value as of this store revision (0: now)"
+    )
     p.set_defaults(func=_with_client(_get))
 
     p = sub.add_parser("del", parents=[common], help="delete a key")
@@ -386,7 +389,27 @@ def _put(cl: c.Client, args: argparse.Namespace) -> int:
 
 
 def _get(cl: c.Client, args: argparse.Namespace) -> int:
-    got = cl.get(args.key, consistency="serializable" if args.serializable else "linearizable")
+    consistency: c.Consistency = "serializable" if args.serializable else "linearizable"
+    if args.rev:
+        kv = cl.get_kv(args.key, revision=args.rev, consistency=consistency)
+        if kv is None:
+            print(f"key {args.key!r} not found at revision {args.rev}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        if args.json:
+            _print_json(
+                {
+                    "key": args.key,
+                    "value": kv.value.decode(errors="replace"),
+                    "revision": kv.mod_revision,
+                    "create_revision": kv.create_revision,
+                    "version": kv.version,
+                    "lease": kv.lease,
+                }
+            )
+        else:
+            sys.stdout.buffer.write(kv.value + b"\n")
+        return 0
+    got = cl.get(args.key, consistency=consistency)
     if got is None:
         print(f"key {args.key!r} not found", file=sys.stderr)
         return EXIT_NOT_FOUND

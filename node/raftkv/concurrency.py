@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from typing import TYPE_CHECKING, Self
 
 from .client import LeaseNotFound, RaftKVError
@@ -595,7 +595,113 @@ class AsyncLock:
         await self.release()
 
 
+class AsyncElection:
+    """The asyncio twin of `Election`: `await campaign(value)` (bound it with
+    asyncio.timeout), `proclaim`, `resign`, `aclose`, `leader()`, and `observe()` as an
+    async iterator."""
+
+    def __init__(
+        self, client: AsyncClient, name: str, *, ttl: int = 60, lease: AsyncLease | None = None
+    ) -> None:
+        self._client = client
+        self.prefix = _prefix(name)
+        self._ttl = ttl
+        self._given = lease
+        self._lease: AsyncLease | None = None
+        self.key: str | None = None
+        self.revision = 0
+
+    @property
+    def lease(self) -> AsyncLease | None:
+        return self._lease
+
+    async def campaign(self, value: bytes | str) -> None:
+        if self.key is not None:
+            raise RuntimeError("already the leader; resign first")
+        data = value.encode() if isinstance(value, str) else bytes(value)
+        lease = self._lease or self._given or await AsyncLease(self._client, self._ttl).grant()
+        self._lease = lease
+        key = _own_key(self.prefix, lease.id)
+        try:
+            rev = await _aenter(self._client, key, data, lease.id)
+            self.key, self.revision = key, rev
+            got = await self._client.range(key)
+            if got.kvs and got.kvs[0].value != data:
+                await self.proclaim(data)
+            await _await_deletes(self._client, self.prefix, rev)
+            if not (await self._client.range(key)).kvs:
+                raise LockLost("lock_lost", f"the session of {key} ended while waiting", 0)
+        except BaseException:
+            await asyncio.shield(self._step_down())
+            raise
+
+    async def proclaim(self, value: bytes | str) -> None:
+        if self.key is None:
+            raise NotLeader("not_leader", "not campaigning", 0)
+        data = value.encode() if isinstance(value, str) else bytes(value)
+        assert self._lease is not None
+        res: TxnResult = await (
+            self._client.txn()
+            .if_(Compare.create(self.key) == self.revision)
+            .then(Op.put(self.key, data, lease=self._lease.id))
+            .commit()
+        )
+        if not res.succeeded:
+            self.key, self.revision = None, 0
+            raise NotLeader("not_leader", "the leader key is gone (session ended?)", 0)
+
+    async def _step_down(self) -> None:
+        if self.key is not None:
+            key, rev = self.key, self.revision
+            self.key, self.revision = None, 0
+            with contextlib.suppress(RaftKVError):
+                await (
+                    self._client.txn().if_(Compare.create(key) == rev).then(Op.delete(key)).commit()
+                )
+
+    async def resign(self) -> None:
+        await self._step_down()
+
+    async def aclose(self) -> None:
+        await self._step_down()
+        if self._given is None and self._lease is not None:
+            with contextlib.suppress(RaftKVError):
+                await self._lease.aclose()
+        self._lease = None
+
+    async def leader(self) -> KV | None:
+        r = await self._client.range(
+            self.prefix, prefix=True, sort_order="ASCEND", sort_target="CREATE", limit=1
+        )
+        return r.kvs[0] if r.kvs else None
+
+    async def observe(self) -> AsyncGenerator[KV, None]:
+        """The leader now (if any), then each change of leader or of its value."""
+        last: tuple[bytes, int] | None = None
+        r = await self._client.range(
+            self.prefix, prefix=True, sort_order="ASCEND", sort_target="CREATE", limit=1
+        )
+        kv = r.kvs[0] if r.kvs else None
+        w = self._client.watch(self.prefix, prefix=True, start_revision=r.header.revision + 1)
+        async with w:
+            if kv is not None:
+                last = (kv.key, kv.mod_revision)
+                yield kv
+            async for _ in w:
+                kv = await self.leader()
+                if kv is not None and (kv.key, kv.mod_revision) != last:
+                    last = (kv.key, kv.mod_revision)
+                    yield kv
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
 __all__ = [
+    "AsyncElection",
     "AsyncLease",
     "AsyncLock",
     "Election",

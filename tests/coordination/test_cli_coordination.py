@@ -429,3 +429,18 @@ def test_lock_wants_its_command_after_a_double_dash(cluster: LocalCluster) -> No
     out = run(cluster, "lock", "x", extra=("true",))
     assert out.returncode == 2
     assert "after --" in out.stderr
+
+
+def test_get_rev_reads_the_past(cluster: LocalCluster, c: Client, ns: str) -> None:
+    old = c.put(f"{ns}k", b"old").revision
+    now = c.put(f"{ns}k", b"new").revision
+    r = run(cluster, "get", f"{ns}k", "--rev", str(old))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "old\n"
+    r = run(cluster, "get", f"{ns}k", "--rev", str(old), "--json")
+    got = json.loads(r.stdout)
+    assert (got["value"], got["revision"], got["version"]) == ("old", old, got["version"])
+    c.compact(now)
+    r = run(cluster, "get", f"{ns}k", "--rev", str(old))
+    assert r.returncode != 0
+    assert "compacted" in r.stderr

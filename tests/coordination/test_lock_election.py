@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from cluster.harness import LocalCluster
-from raftkv.client import Client
-from raftkv.concurrency import Election, Lease, Lock, NotLeader
+from raftkv.client import AsyncClient, Client
+from raftkv.concurrency import AsyncElection, Election, Lease, Lock, NotLeader
 from support.wait import wait_for
 
 _names = itertools.count()
@@ -209,3 +209,38 @@ def test_async_lock_excludes_tasks_and_cleans_up_on_timeout(
     assert len(fences) == 6
     assert fences == sorted(fences)
     assert len(set(fences)) == 6
+
+
+def test_async_election_leader_changes_on_resign(cluster: LocalCluster, name: str) -> None:
+    async def main() -> None:
+        async with AsyncClient(cluster.endpoints()) as ac:
+            a = AsyncElection(ac, name, ttl=10)
+            b = AsyncElection(ac, name, ttl=10)
+            observed = AsyncElection(ac, name).observe()
+            try:
+                await asyncio.wait_for(a.campaign("alpha"), 10)
+                first = await asyncio.wait_for(anext(observed), 10)
+                assert (first.value, first.key_str) == (b"alpha", a.key)
+                await a.proclaim("alpha-2")
+                assert (await asyncio.wait_for(anext(observed), 10)).value == b"alpha-2"
+                b_won = asyncio.create_task(b.campaign("beta"))
+                for _ in range(200):
+                    if (await ac.range(name + "/", prefix=True, count_only=True)).count == 2:
+                        break
+                    await asyncio.sleep(0.05)
+                assert not b_won.done()
+                leader = await a.leader()
+                assert leader is not None
+                assert leader.value == b"alpha-2"
+                await a.resign()
+                assert (await asyncio.wait_for(anext(observed), 10)).value == b"beta"
+                await asyncio.wait_for(b_won, 10)
+                assert b.key is not None
+                with pytest.raises(NotLeader):
+                    await a.proclaim("nope")
+            finally:
+                await observed.aclose()
+                await a.aclose()
+                await b.aclose()
+
+    asyncio.run(main())
