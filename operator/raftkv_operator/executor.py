@@ -32,15 +32,19 @@ from raftkv_operator.model import (
     AddLearner,
     Bookkeeping,
     CreateChildren,
+    DeletePod,
     DeletePVC,
     Done,
     GrowStatefulSet,
     PromoteLearner,
+    Reason,
     RemoveMember,
     ReplaceMember,
     SetQuorumLost,
     ShrinkStatefulSet,
     TransferLeadership,
+    UpdateRestart,
+    UpdateStatefulSet,
     UpdateStatus,
     Wait,
 )
@@ -51,6 +55,7 @@ from raftkv_operator.status import (
     bootstrap_state,
     condition,
     describe,
+    restart_to_status,
 )
 
 log = logging.getLogger("raftkv.operator")
@@ -125,6 +130,8 @@ class Executor:
                 return await self._write_bookkeeping(ctx, book, reason, message, WARNING)
             case CreateChildren(statefulset_replicas=replicas):
                 return await self._create_children(ctx, replicas, reason)
+            case UpdateRestart() | UpdateStatefulSet() | DeletePod():
+                return await self._rolling_step(action, ctx, reason, message)
             case GrowStatefulSet(replicas=replicas) | ShrinkStatefulSet(replicas=replicas):
                 name = n.statefulset_name(rkv.name)
                 await self.kube.scale_statefulset(rkv.namespace, name, replicas)
@@ -178,10 +185,61 @@ class Executor:
         message: str,
         event_type: str = NORMAL,
     ) -> Result:
+        return await self._write_status(
+            ctx, bookkeeping_to_status(book), reason, message, event_type
+        )
+
+    async def _rolling_step(
+        self,
+        action: UpdateRestart | UpdateStatefulSet | DeletePod,
+        ctx: Context,
+        reason: str,
+        message: str,
+    ) -> Result:
+        rkv = ctx.rkv
+        match action:
+            case UpdateRestart(restart=record):
+                kind = WARNING if action.reason is Reason.ROLLOUT_STOPPED else NORMAL
+                return await self._write_status(
+                    ctx, restart_to_status(record), reason, message, kind
+                )
+            case UpdateStatefulSet(revision=revision):
+                return await self._update_statefulset(ctx, revision, reason, message)
+            case DeletePod(ordinal=ordinal, uid=uid):
+                pod = n.pod_name(rkv.name, ordinal)
+                if not await self.kube.delete_pod(rkv.namespace, pod, uid):
+                    # Gone or already replaced: the next observation shows which.
+                    return Result(Outcome.ACTED, reason, f"{message} (already gone)")
+                self.events(NORMAL, "MemberPodDeleted", message)
+                return Result(Outcome.ACTED, reason, message)
+
+    async def _update_statefulset(
+        self, ctx: Context, revision: str, reason: str, message: str
+    ) -> Result:
+        rkv = ctx.rkv
+        template = o.pod_template(rkv, ctx.default_image)
+        rendered = template["metadata"]["labels"][o.REVISION_LABEL]
+        if rendered != revision:  # the planner saw another spec: plan again
+            return Result(Outcome.RETRY, reason, f"revision {rendered} != planned {revision}")
+        await self.kube.update_statefulset_template(
+            rkv.namespace, n.statefulset_name(rkv.name), template, {"type": "OnDelete"}
+        )
+        self.events(NORMAL, "StatefulSetUpdated", message)
+        return Result(Outcome.ACTED, reason, message)
+
+    async def _write_status(
+        self,
+        ctx: Context,
+        patch: JSON,
+        reason: str,
+        message: str,
+        event_type: str = NORMAL,
+    ) -> Result:
+        """Operator memory: written only if the RaftKV is unchanged since the pass read it."""
         rkv = ctx.rkv
         try:
             rv = await self.kube.patch_raftkv_status(
-                rkv.namespace, rkv.name, bookkeeping_to_status(book), ctx.resource_version
+                rkv.namespace, rkv.name, patch, ctx.resource_version
             )
         except StatusConflict as exc:
             return Result(Outcome.CONFLICT, "StatusConflict", str(exc))

@@ -20,6 +20,7 @@ from raftkv_operator import naming as n
 JSON = dict[str, Any]
 T = TypeVar("T")
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 
 
 class StatusConflict(Exception):
@@ -37,6 +38,10 @@ class KubeReader(Protocol):
 class KubeWriter(Protocol):
     async def create(self, obj: JSON) -> bool: ...
     async def scale_statefulset(self, namespace: str, name: str, replicas: int) -> None: ...
+    async def update_statefulset_template(
+        self, namespace: str, name: str, template: JSON, update_strategy: JSON
+    ) -> None: ...
+    async def delete_pod(self, namespace: str, name: str, uid: str) -> bool: ...
     async def delete_pvc(self, namespace: str, name: str) -> bool: ...
     async def patch_configmap(self, namespace: str, name: str, data: dict[str, str]) -> None: ...
     async def patch_raftkv_status(
@@ -151,6 +156,34 @@ class Kube:
                 name, namespace, body, _content_type=MERGE_PATCH
             )
         )
+
+    async def update_statefulset_template(
+        self, namespace: str, name: str, template: JSON, update_strategy: JSON
+    ) -> None:
+        """Replace the pod template and the update strategy in one write. A JSON patch,
+        not a merge patch: a merge patch would keep pod-level fields the new template
+        no longer has (tolerations, nodeSelector taken out of the spec)."""
+        body: Any = [
+            {"op": "replace", "path": "/spec/template", "value": template},
+            {"op": "replace", "path": "/spec/updateStrategy", "value": update_strategy},
+        ]
+        await self._call(
+            lambda: self.apps.patch_namespaced_stateful_set(
+                name, namespace, body, _content_type=JSON_PATCH
+            )
+        )
+
+    async def delete_pod(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete the pod ``name`` only if it is still the one with ``uid`` (False when
+        it is gone or already replaced: a repeated delete must not hit the new pod)."""
+        body: Any = {"preconditions": {"uid": uid}} if uid else None
+        try:
+            await self._call(lambda: self.core.delete_namespaced_pod(name, namespace, body=body))
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
 
     async def delete_pvc(self, namespace: str, name: str) -> bool:
         try:

@@ -47,6 +47,16 @@ class RaftKVSpec:
     replicas: int
     generation: int = 1
     peer_url_template: str = DEFAULT_PEER_URL_TEMPLATE
+    #: The member revision this spec renders (``objects.member_revision``, a hash of the
+    #: pod template): what every member's pod should run. Empty means unknown, and no
+    #: rolling change is planned (plain tables and worlds that do not model revisions).
+    member_revision: str = ""
+    #: spec.upgrade.stabilizationSeconds: a restarted member stays Ready and caught up
+    #: this long before the next one is touched.
+    upgrade_stabilization_seconds: float = 10.0
+    #: spec.upgrade.timeoutSeconds: a restarted member that is not back (Ready, caught
+    #: up) this long after its pod was deleted stops the roll.
+    upgrade_timeout_seconds: float = 300.0
 
     @property
     def desired(self) -> int:
@@ -113,6 +123,29 @@ class Bookkeeping:
         return Bookkeeping(self.cluster_id, members, self.next_member_id, self.in_flight)
 
 
+@dataclass(frozen=True)
+class Restart:
+    """Write-ahead record of the one member restart a rolling change has in progress.
+
+    Persisted (``status.restartInFlight``, resourceVersion precondition) *before* the
+    pod is deleted, so a restarted operator knows which member is down on purpose, since
+    when (the deadline), and that no other pod may be touched until it is back. It
+    stays after a deadline passed, with ``failed`` set: that is what keeps a stopped
+    roll stopped until the spec asks for another revision.
+    """
+
+    ordinal: int
+    member_id: int
+    #: The member revision the pod is recreated at.
+    revision: str
+    #: When the record was written, right before the pod is deleted.
+    started_at: float
+    #: When the member was first seen back: Ready, caught up, at ``revision``.
+    ready_since: float | None = None
+    #: Why the roll stopped (the member did not come back in time); None while it runs.
+    failed: str | None = None
+
+
 # --------------------------------------------------------------------------- Kubernetes views
 
 
@@ -121,6 +154,10 @@ class StatefulSetView:
     replicas: int
     ready_replicas: int = 0
     current_replicas: int = 0
+    #: The member revision label of the pod template (None: written before revisions).
+    revision: str | None = None
+    #: ``updateStrategy: OnDelete``: only the operator replaces pods.
+    on_delete: bool = False
 
 
 class PodPhase(enum.StrEnum):
@@ -150,6 +187,12 @@ class PodView:
     terminating: bool = False
     member_reachable: bool = True
     member_id: int | None = None
+    #: The pod's member revision label: the template it was created from.
+    revision: str | None = None
+    #: metadata.uid: a deletion names it, so a repeated delete never hits the new pod.
+    uid: str = ""
+    #: Why the member container is not running (ImagePullBackOff, CrashLoopBackOff...).
+    waiting_reason: str | None = None
 
     @property
     def waiting_to_join(self) -> bool:
@@ -230,6 +273,8 @@ class Observed:
     pods: tuple[PodView, ...] = ()
     pvcs: tuple[PVCView, ...] = ()
     raft: RaftView = field(default_factory=RaftView)
+    #: The member restart of a rolling change in progress (operator memory, like status).
+    restart: Restart | None = None
 
     def pod(self, ordinal: int) -> PodView | None:
         for p in self.pods:
@@ -292,6 +337,17 @@ class Reason(enum.StrEnum):
     STATUS_LOST = "StatusLost"
     UNEXPECTED_MEMBER_IDENTITY = "UnexpectedMemberIdentity"
     MEMBER_MISSING_FROM_CONFIG = "MemberMissingFromConfig"
+    # Rolling changes (the pod template changed: image, resources, Raft tuning...)
+    RESTARTING_MEMBER = "RestartingMember"
+    MEMBER_BACK = "MemberBack"
+    MEMBER_UPDATED = "MemberUpdated"
+    ROLLOUT_COMPLETE = "RolloutComplete"
+    ROLLOUT_STOPPED = "RolloutStopped"
+    ROLLOUT_SUPERSEDED = "RolloutSuperseded"
+    RESTART_ABANDONED = "RestartAbandoned"
+    MEMBER_RESTARTING = "MemberRestarting"
+    MEMBER_FELL_BACK = "MemberFellBack"
+    MEMBER_STABILIZING = "MemberStabilizing"
 
 
 @dataclass(frozen=True)
@@ -390,8 +446,38 @@ class Done:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class UpdateStatefulSet:
+    """Write the pod template of ``revision`` and ``updateStrategy: OnDelete`` (one
+    request): no pod is touched, the ones made later use the new template."""
+
+    revision: str
+
+
+@dataclass(frozen=True)
+class UpdateRestart:
+    """Persist the restart record (None clears it), resourceVersion precondition."""
+
+    restart: Restart | None
+    reason: Reason
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class DeletePod:
+    """Delete the pod of ``ordinal`` if it is still the one with ``uid``; the
+    StatefulSet controller recreates it from the current template (OnDelete)."""
+
+    ordinal: int
+    uid: str
+    member_id: int
+
+
 Action = (
     CreateChildren
+    | UpdateStatefulSet
+    | UpdateRestart
+    | DeletePod
     | AddLearner
     | GrowStatefulSet
     | PromoteLearner

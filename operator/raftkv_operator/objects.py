@@ -9,6 +9,8 @@ object against the official schemas and a reviewer can read the whole pod contra
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +25,8 @@ DEFAULT_IMAGE = "raftkv:0.1.0"
 MEMBER_UID = 10001
 #: Long enough for a leader to hand over leadership and flush its WAL on SIGTERM.
 TERMINATION_GRACE_SECONDS = 30
+#: Pod template label carrying the member revision (see :func:`member_revision`).
+REVISION_LABEL = "raftkv.dev/member-revision"
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,10 @@ class RaftKVObject:
 
     def raft(self, key: str, default: int) -> int:
         return int((self.spec.get("raft") or {}).get(key, default))
+
+    def upgrade(self, key: str, default: float) -> float:
+        """spec.upgrade.<key> (the CRD defaults them; older objects may lack them)."""
+        return float((self.spec.get("upgrade") or {}).get(key, default))
 
 
 def peer_service(rkv: RaftKVObject) -> JSON:
@@ -130,7 +138,13 @@ def bootstrap_configmap(rkv: RaftKVObject, state: str) -> JSON:
 def statefulset(rkv: RaftKVObject, replicas: int, default_image: str = DEFAULT_IMAGE) -> JSON:
     """The members. ``Parallel`` pod management because ``OrderedReady`` deadlocks Raft:
     after a quorum loss pod 0 cannot become ready until pod 1 is back, and the
-    controller would not recreate pod 1 until pod 0 is ready."""
+    controller would not recreate pod 1 until pod 0 is ready.
+
+    ``OnDelete`` because the controller's own rolling update knows nothing of Raft: it
+    would restart the leader whenever its ordinal comes up, and move on as soon as a pod
+    is Ready rather than caught up. The operator deletes one pod at a time instead
+    (``planner.py``, rolling changes); the controller only recreates what was deleted,
+    from the current template."""
     spec = rkv.spec
     storage = spec.get("storage") or {}
     claim_spec: JSON = {
@@ -147,7 +161,7 @@ def statefulset(rkv: RaftKVObject, replicas: int, default_image: str = DEFAULT_I
             "replicas": replicas,
             "serviceName": n.peer_service(rkv.name),
             "podManagementPolicy": "Parallel",
-            "updateStrategy": {"type": "RollingUpdate"},
+            "updateStrategy": {"type": "OnDelete"},
             # Scaled-away claims are the operator's to delete (only after the member
             # left Raft); a deleted RaftKV takes its data with it.
             "persistentVolumeClaimRetentionPolicy": {
@@ -155,10 +169,7 @@ def statefulset(rkv: RaftKVObject, replicas: int, default_image: str = DEFAULT_I
                 "whenScaled": "Retain",
             },
             "selector": {"matchLabels": n.selector_labels(rkv.name)},
-            "template": {
-                "metadata": {"labels": n.common_labels(rkv.name)},
-                "spec": pod_spec(rkv, default_image),
-            },
+            "template": pod_template(rkv, default_image),
             "volumeClaimTemplates": [
                 {
                     "apiVersion": "v1",
@@ -169,6 +180,50 @@ def statefulset(rkv: RaftKVObject, replicas: int, default_image: str = DEFAULT_I
             ],
         },
     }
+
+
+def pod_template(rkv: RaftKVObject, default_image: str = DEFAULT_IMAGE) -> JSON:
+    """The members' pod template, labelled with its own member revision."""
+    template: JSON = {
+        "metadata": {"labels": n.common_labels(rkv.name)},
+        "spec": pod_spec(rkv, default_image),
+    }
+    template["metadata"]["labels"][REVISION_LABEL] = revision_of(template)
+    return template
+
+
+def member_revision(rkv: RaftKVObject, default_image: str = DEFAULT_IMAGE) -> str:
+    """The revision every member's pod should run: a hash of the rendered pod template.
+
+    Hashing the *rendered* template rather than a list of spec fields means that
+    anything that reaches the pods (image, resources, Raft tuning, placement, and
+    whatever a later feature adds to the template, TLS volumes for one) changes the
+    revision by construction, and nothing else does (``replicas``, ``storage``,
+    ``spec.upgrade``). A new operator release that renders a different template (say a
+    new env variable) rolls the members once, which is what makes it take effect.
+
+    The revision is a label on the template, so the StatefulSet controller copies it
+    onto every pod it creates and the operator reads it back from each pod. The
+    controller's own ``controller-revision-hash`` / ``status.updateRevision`` would
+    also work on a real cluster, but its value is only known once the controller has
+    seen the new template (planning from it races the controller), it hashes what the
+    apiserver defaults too (so it cannot be predicted from the RaftKV), and neither the
+    API stand-in nor the local kubelet computes it. A label computed from the RaftKV
+    alone is known to the pure planner before anything is written, works the same on a
+    real cluster and in the tests, and a StatefulSet without it (from an operator that
+    predates revisions) simply reads as "not at the desired revision".
+    """
+    return str(pod_template(rkv, default_image)["metadata"]["labels"][REVISION_LABEL])
+
+
+def revision_of(template: JSON) -> str:
+    """16 hex digits of SHA-256 over the canonical JSON of ``template`` without its
+    revision label: short enough for a label value, stable across processes."""
+    labels = dict((template.get("metadata") or {}).get("labels") or {})
+    labels.pop(REVISION_LABEL, None)
+    body = {**template, "metadata": {**(template.get("metadata") or {}), "labels": labels}}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def pod_spec(rkv: RaftKVObject, default_image: str = DEFAULT_IMAGE) -> JSON:

@@ -18,6 +18,7 @@ from typing import Any
 
 from raftkv.client import StatusInfo
 from raftkv_operator import naming as n
+from raftkv_operator import objects as o
 from raftkv_operator.kube import KubeReader
 from raftkv_operator.members import MemberProbe
 from raftkv_operator.model import (
@@ -29,9 +30,10 @@ from raftkv_operator.model import (
     RaftKVSpec,
     RaftMember,
     RaftView,
+    Restart,
     StatefulSetView,
 )
-from raftkv_operator.objects import RaftKVObject
+from raftkv_operator.objects import DEFAULT_IMAGE, RaftKVObject
 
 JSON = dict[str, Any]
 
@@ -81,7 +83,20 @@ def pod_view(pod: Mapping[str, Any], ordinal: int, answer: StatusInfo | None) ->
         member_reachable=answer is not None,
         # id 0: a fresh data dir still waiting to be added (or refusing a voter's id).
         member_id=(answer.id or None) if answer is not None else None,
+        revision=(meta.get("labels") or {}).get(o.REVISION_LABEL),
+        uid=str(meta.get("uid") or ""),
+        waiting_reason=_waiting_reason(status),
     )
+
+
+def _waiting_reason(status: Mapping[str, Any]) -> str | None:
+    """Why the first container that is not running waits (ImagePullBackOff...), if the
+    kubelet said; shown in the reason a roll stopped."""
+    for container in status.get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting")
+        if waiting and waiting.get("reason"):
+            return str(waiting["reason"])
+    return None
 
 
 def pvc_view(pvc: Mapping[str, Any], ordinal: int) -> PVCView:
@@ -96,10 +111,13 @@ def statefulset_view(sts: Mapping[str, Any] | None) -> StatefulSetView | None:
     if sts is None:
         return None
     spec, status = sts.get("spec") or {}, sts.get("status") or {}
+    template = spec.get("template") or {}
     return StatefulSetView(
         replicas=int(spec.get("replicas") or 0),
         ready_replicas=int(status.get("readyReplicas") or 0),
         current_replicas=int(status.get("currentReplicas") or 0),
+        revision=((template.get("metadata") or {}).get("labels") or {}).get(o.REVISION_LABEL),
+        on_delete=(spec.get("updateStrategy") or {}).get("type") == "OnDelete",
     )
 
 
@@ -160,6 +178,8 @@ async def gather(
     probe: MemberProbe,
     addressing: n.Addressing,
     now: float,
+    restart: Restart | None = None,
+    default_image: str = DEFAULT_IMAGE,
 ) -> Snapshot:
     """Read the owned objects, the pods, the PVCs and every existing pod's member."""
     name, namespace = rkv.name, rkv.namespace
@@ -192,6 +212,9 @@ async def gather(
         replicas=rkv.replicas,
         generation=rkv.generation,
         peer_url_template=addressing.peer_url_template,
+        member_revision=o.member_revision(rkv, default_image),
+        upgrade_stabilization_seconds=rkv.upgrade("stabilizationSeconds", 10.0),
+        upgrade_timeout_seconds=rkv.upgrade("timeoutSeconds", 300.0),
     )
     observed = Observed(
         spec=spec,
@@ -202,6 +225,7 @@ async def gather(
         pods=tuple(pod_view(pods_by[k], k, by_k[k]) for k in ordinals),
         pvcs=tuple(pvc_view(p, k) for k, p in sorted(pvcs_by.items())),
         raft=raft,
+        restart=restart,
     )
     return Snapshot(
         observed=observed,

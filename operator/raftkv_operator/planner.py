@@ -23,12 +23,18 @@ and resumes at the first step whose effect is not yet observed (an AddLearner al
 applied shows up in the member list, so the next step is the StatefulSet, not a second
 AddLearner). An id leaves the map only after its member, pod and PVC are gone, and
 the counter never goes back, so no id is ever reused.
+
+Rolling changes (a new pod template: image, resources, Raft tuning...) follow the same
+pattern with their own write-ahead record, one member restart at a time; the rules are
+in ``rolling.py``. A restart never overlaps a membership change: neither starts while
+the other's record exists.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from raftkv_operator import rolling
 from raftkv_operator.model import (
     Action,
     AddLearner,
@@ -95,13 +101,30 @@ def plan(observed: Observed, config: PlannerConfig = DEFAULT_CONFIG) -> Action:
         return CreateChildren(statefulset_replicas=floor)
     if observed.statefulset.replicas < floor:
         return GrowStatefulSet(floor)
+    # The template next (it touches no pod): whatever pod is recreated from now on,
+    # for a roll or after a crash, comes back at the desired revision.
+    template = rolling.statefulset_step(observed)
+    if template is not None:
+        return template
 
     change = status.in_flight
     if change is not None and change.kind is ChangeKind.BOOTSTRAP:
         return _continue_bootstrap(observed, change)
 
-    # Quorum lost: do not guess. No membership change until a leader is back.
+    # A member restart in progress goes on (or is stopped, superseded, dropped) even
+    # without quorum: the restart may itself be what took it (a one-member cluster, a
+    # member that never came back). It deletes a pod only while every other member is
+    # healthy, which implies quorum for two members or more.
     problem = quorum_problem(observed.raft)
+    restart = rolling.continue_restart(observed, config) or rolling.restart_down_member(
+        observed, config
+    )
+    if restart is not None:
+        if problem is not None and isinstance(restart, Wait):
+            return SetQuorumLost(problem)
+        return restart
+
+    # Quorum lost: do not guess. No membership change until a leader is back.
     if problem is not None:
         return SetQuorumLost(problem)
 
@@ -112,7 +135,7 @@ def plan(observed: Observed, config: PlannerConfig = DEFAULT_CONFIG) -> Action:
 
     if change is not None:
         return _continue_change(observed, change, config)
-    return _start_next(observed)
+    return _start_next(observed, config)
 
 
 def quorum_problem(raft: RaftView) -> str | None:
@@ -155,6 +178,9 @@ def _continue_bootstrap(observed: Observed, change: Change) -> Action:
         return _finish(
             observed.status, Reason.BOOTSTRAPPED, f"member {change.member_id} leads the cluster"
         )
+    stale = rolling.bootstrap_pod_step(observed, change.member_id)
+    if stale is not None:
+        return stale
     return Wait(Reason.WAITING_FOR_BOOTSTRAP, f"waiting for member {change.member_id} to lead")
 
 
@@ -299,10 +325,12 @@ def _transfer_target(raft: RaftView, candidates: frozenset[int]) -> int | None:
     return min(candidates, key=lambda i: (-raft.match_index.get(i, 0), i))
 
 
-def _start_next(observed: Observed) -> Action:
+def _start_next(observed: Observed, config: PlannerConfig = DEFAULT_CONFIG) -> Action:
     """No change in flight: find the first difference between desired and observed.
 
     The checks run in priority order; the first that finds something to do decides.
+    A rolling change comes last: only a cluster of ``spec.replicas`` healthy members,
+    with nothing else to repair, has a member to spare.
     """
     for step in (
         _next_scale_down,
@@ -315,6 +343,9 @@ def _start_next(observed: Observed) -> Action:
         action = step(observed)
         if action is not None:
             return action
+    action = rolling.next_restart(observed, config)
+    if action is not None:
+        return action
     return Done(Reason.IN_SYNC, f"{len(observed.status.members)} members in sync")
 
 

@@ -26,7 +26,12 @@ from raftkv_operator.model import Action, PlannerConfig
 from raftkv_operator.objects import DEFAULT_IMAGE, RaftKVObject
 from raftkv_operator.observe import Snapshot, gather
 from raftkv_operator.planner import plan
-from raftkv_operator.status import bookkeeping_from_status, bootstrap_state, report
+from raftkv_operator.status import (
+    bookkeeping_from_status,
+    bootstrap_state,
+    report,
+    restart_from_status,
+)
 
 log = logging.getLogger("raftkv.operator")
 
@@ -111,7 +116,14 @@ class Reconciler:
         status = body.get("status") or {}
         book = bookkeeping_from_status(status)
         snapshot = await gather(
-            rkv, book, self.kube, self.probe, self.config.addressing, self.clock()
+            rkv,
+            book,
+            self.kube,
+            self.probe,
+            self.config.addressing,
+            self.clock(),
+            restart=restart_from_status(status),
+            default_image=self.config.default_image,
         )
         await self._sync_bootstrap_state(rkv, snapshot, bootstrap_state(book))
         action = plan(snapshot.observed, self.config.planner)

@@ -3,11 +3,13 @@
 Two kinds of fields live in status and are treated differently:
 
 - the operator's memory (:class:`~raftkv_operator.model.Bookkeeping`: clusterID,
-  nextMemberID, memberIDs, inFlight) is read back exactly and only ever written with
-  a resourceVersion precondition, because the planner trusts it;
+  nextMemberID, memberIDs, inFlight) and the restart record of a rolling change
+  (:class:`~raftkv_operator.model.Restart`: restartInFlight) are read back exactly
+  and only ever written with a resourceVersion precondition, because the planner
+  trusts them;
 - the report (replicas, readyReplicas, leader, term, commitIndex, members,
-  conditions, observedGeneration, selector) is derived from the latest observation
-  and is safe to overwrite at any time.
+  conditions, observedGeneration, selector, rollout) is derived from the latest
+  observation and is safe to overwrite at any time.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from raftkv_operator.model import (
     Change,
     ChangeKind,
     CreateChildren,
+    DeletePod,
     DeletePVC,
     Done,
     GrowStatefulSet,
@@ -31,17 +34,24 @@ from raftkv_operator.model import (
     PromoteLearner,
     RemoveMember,
     ReplaceMember,
+    Restart,
     SetQuorumLost,
     ShrinkStatefulSet,
     TransferLeadership,
+    UpdateRestart,
+    UpdateStatefulSet,
     UpdateStatus,
     Wait,
 )
 from raftkv_operator.planner import quorum_problem
+from raftkv_operator.rolling import stale_members, updated_members
 
 JSON = dict[str, Any]
 
 AVAILABLE, PROGRESSING, DEGRADED, READY = "Available", "Progressing", "Degraded", "Ready"
+ROLLING = "Rolling"
+#: status.rollout.phase values.
+PHASE_COMPLETE, PHASE_ROLLING, PHASE_STOPPED = "Complete", "Rolling", "Stopped"
 
 # --------------------------------------------------------------------------- bookkeeping
 
@@ -93,6 +103,39 @@ def bookkeeping_to_status(book: Bookkeeping) -> JSON:
     return out
 
 
+def restart_from_status(status: Mapping[str, Any] | None) -> Restart | None:
+    """The restart record of a rolling change (``status.restartInFlight``), if any."""
+    raw = (status or {}).get("restartInFlight")
+    if not raw:
+        return None
+    since = raw.get("readySince")
+    return Restart(
+        ordinal=int(raw["ordinal"]),
+        member_id=int(raw["memberID"]),
+        revision=str(raw["revision"]),
+        started_at=parse_time(raw["startedAt"]),
+        ready_since=parse_time(since) if since else None,
+        failed=raw.get("failed") or None,
+    )
+
+
+def restart_to_status(record: Restart | None) -> JSON:
+    """A merge patch that replaces the restart record (null clears it). Optional fields
+    are written as null when unset: a merge patch would otherwise keep the previous
+    record's ``failed`` under a new record."""
+    if record is None:
+        return {"restartInFlight": None}
+    out: JSON = {
+        "ordinal": record.ordinal,
+        "memberID": record.member_id,
+        "revision": record.revision,
+        "startedAt": format_time(record.started_at),
+        "readySince": None if record.ready_since is None else format_time(record.ready_since),
+        "failed": None if record.failed is None else record.failed[:4096],
+    }
+    return {"restartInFlight": out}
+
+
 def format_time(seconds: float) -> str:
     """RFC 3339 with microseconds: the stabilization clock must survive a round trip."""
     moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
@@ -119,6 +162,17 @@ def describe(action: Action) -> tuple[str, str]:
     match action:
         case UpdateStatus() | Wait() | Done() | SetQuorumLost() | CreateChildren():
             return str(action.reason), getattr(action, "message", "")
+        case UpdateRestart():
+            return str(action.reason), action.message
+        case UpdateStatefulSet():
+            return "UpdatingStatefulSet", (
+                f"writing the pod template of member revision {action.revision} (OnDelete)"
+            )
+        case DeletePod():
+            return "DeletingPod", (
+                f"deleting pod {action.ordinal} (member {action.member_id}) so that it is "
+                f"recreated at the new revision"
+            )
         case AddLearner():
             return "AddingLearner", (
                 f"adding member {action.member_id} ({action.name}) as a learner at "
@@ -172,6 +226,8 @@ def report(
         "selector": naming.selector_string(spec.name),
         "conditions": conditions(observed, action, generation, previous, now),
     }
+    if spec.member_revision:
+        out["rollout"] = rollout(observed)
     if raft.leader_id is not None:
         out["leaderID"] = raft.leader_id
         out["leader"] = names.get(raft.leader_id, str(raft.leader_id))
@@ -179,6 +235,48 @@ def report(
         out["leaderID"] = None
         out["leader"] = None
     return out
+
+
+def rollout(observed: Observed) -> JSON:
+    """``status.rollout``: members at the desired revision, the one being restarted.
+
+    ``progress`` ("2/3") is what ``kubectl get rkv`` shows in its UPDATED column: a
+    printer column shows one field, it cannot divide two."""
+    record = observed.restart
+    total = len(observed.status.members)
+    updated = len(updated_members(observed))
+    if record is not None and record.failed is not None:
+        phase = PHASE_STOPPED
+    elif record is not None or stale_members(observed):
+        phase = PHASE_ROLLING
+    else:
+        phase = PHASE_COMPLETE
+    # "" rather than null: the report is a merge patch compared with what is stored,
+    # and a null would be dropped on write and so never compare equal.
+    current = ""
+    if record is not None and record.revision == observed.spec.member_revision:
+        current = observed.spec.member_name(record.ordinal)
+    return {
+        "targetRevision": observed.spec.member_revision,
+        "updated": updated,
+        "total": total,
+        "progress": f"{updated}/{total}",
+        "current": current,
+        "phase": phase,
+    }
+
+
+def rolling_condition(observed: Observed) -> tuple[str, str, str]:
+    """``Rolling``: True while members run another revision than the spec renders."""
+    state = rollout(observed)
+    target, progress = state["targetRevision"], state["progress"]
+    if state["phase"] == PHASE_STOPPED:
+        assert observed.restart is not None and observed.restart.failed is not None
+        return ("False", "RolloutStopped", observed.restart.failed)
+    if state["phase"] == PHASE_ROLLING:
+        now = f"; restarting {state['current']}" if state["current"] else ""
+        return ("True", "RollingUpdate", f"{progress} members at revision {target}{now}")
+    return ("False", "UpToDate", f"{progress} members at revision {target}")
 
 
 def conditions(
@@ -207,8 +305,11 @@ def conditions(
     )
 
     unready = sorted(k for k, m in book.members.items() if m not in raft.ready_ids)
+    record = observed.restart
     if not bootstrapping and problem is not None:
         degraded = ("True", "QuorumLost", problem)
+    elif record is not None and record.failed is not None:
+        degraded = ("True", "RolloutStopped", record.failed)
     elif unready and not bootstrapping:
         degraded = ("True", "MembersNotReady", f"ordinals {unready} are not ready")
     else:
@@ -219,12 +320,15 @@ def conditions(
     old = {c.get("type"): c for c in previous}
     stamp = format_time(now) if now is not None else None
     out = []
-    for kind, (state, why, text) in (
+    rows = [
         (AVAILABLE, available),
         (PROGRESSING, progressing),
         (DEGRADED, degraded),
         (READY, ready),
-    ):
+    ]
+    if observed.spec.member_revision:
+        rows.append((ROLLING, rolling_condition(observed)))
+    for kind, (state, why, text) in rows:
         before = old.get(kind) or {}
         # lastTransitionTime moves only when the status flips, as in core conditions.
         since = before.get("lastTransitionTime") if before.get("status") == state else stamp

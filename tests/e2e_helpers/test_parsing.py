@@ -91,36 +91,36 @@ def test_split_image_refuses_digests() -> None:
 
 # --------------------------------------------------------------------------- tables
 
-HEADER = "NAME   REPLICAS   READY   LEADER   TERM   COMMIT   AGE"
+HEADER = "NAME   REPLICAS   READY   LEADER   TERM   COMMIT   UPDATED   AGE"
 
 
 def test_raftkv_row_as_kubectl_prints_it() -> None:
     out = (
-        "NAME   REPLICAS   READY   LEADER   TERM   COMMIT   AGE\n"
-        "kv     3          3       kv-1     4      1234     7m12s\n"
+        "NAME   REPLICAS   READY   LEADER   TERM   COMMIT   UPDATED   AGE\n"
+        "kv     3          3       kv-1     4      1234     2/3       7m12s\n"
     )
-    assert raftkv_rows(out) == [RaftKVRow("kv", 3, 3, "kv-1", 4, 1234, "7m12s")]
+    assert raftkv_rows(out) == [RaftKVRow("kv", 3, 3, "kv-1", 4, 1234, "7m12s", "2/3")]
 
 
 def test_blank_cells_stay_in_their_columns() -> None:
     # Right after creation the status is empty: kubectl prints nothing in those cells,
     # so splitting on whitespace would shift AGE into REPLICAS' neighbours.
     out = (
-        "NAME      REPLICAS   READY   LEADER   TERM   COMMIT   AGE\n"
-        "kv        3                                            2s\n"
-        "other     5          4       <none>   12     99999    3d4h\n"
+        "NAME      REPLICAS   READY   LEADER   TERM   COMMIT   UPDATED   AGE\n"
+        "kv        3                                                      2s\n"
+        "other     5          4       <none>   12     99999    5/5       3d4h\n"
     )
     rows = raftkv_rows(out)
     assert rows[0] == RaftKVRow("kv", 3, None, None, None, None, "2s")
-    assert rows[1] == RaftKVRow("other", 5, 4, None, 12, 99999, "3d4h")
+    assert rows[1] == RaftKVRow("other", 5, 4, None, 12, 99999, "3d4h", "5/5")
 
 
 def test_wide_values_widen_the_column() -> None:
     out = (
         "NAME                       REPLICAS   READY   LEADER                       TERM   "
-        "COMMIT      AGE\n"
+        "COMMIT      UPDATED   AGE\n"
         "a-rather-long-raftkv-name  5          5       a-rather-long-raftkv-name-4  123    "
-        "1234567890  45h\n"
+        "1234567890  5/5       45h\n"
     )
     (row,) = raftkv_rows(out)
     assert row.leader == "a-rather-long-raftkv-name-4"
@@ -131,7 +131,7 @@ def test_printer_columns_must_be_the_crds() -> None:
     with pytest.raises(ValueError, match="printer columns"):
         raftkv_rows("NAME   AGE\nkv     1m\n")
     with pytest.raises(ValueError, match="integer"):
-        raftkv_rows(f"{HEADER}\nkv     three      3       kv-0     1      5        1m\n")
+        raftkv_rows(f"{HEADER}\nkv     three      3       kv-0     1      5        3/3       1m\n")
     assert raftkv_rows("") == []
 
 

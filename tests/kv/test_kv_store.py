@@ -93,7 +93,7 @@ def test_apply_out_of_order_is_refused() -> None:
 
 def test_same_request_id_is_applied_once_with_the_same_result() -> None:
     s = KVStore()
-    rid = os.urandom(16)
+    rid = b"r" + os.urandom(15)  # a leading NUL would make it ephemeral (not remembered)
     first = s.apply(1, put("a", b"1", request_id=rid))
     s.apply(2, put("a", b"other"))
     again = s.apply(3, put("a", b"1", request_id=rid))
@@ -106,7 +106,7 @@ def test_same_request_id_is_applied_once_with_the_same_result() -> None:
 
 def test_failed_precondition_is_remembered_too() -> None:
     s = KVStore()
-    rid = os.urandom(16)
+    rid = b"r" + os.urandom(15)  # a leading NUL would make it ephemeral (not remembered)
     s.apply(1, put("a"))
     first = s.apply(2, put("a", if_none_match=True, request_id=rid))
     s.apply(3, delete("a"))
@@ -119,7 +119,7 @@ def test_failed_precondition_is_remembered_too() -> None:
 
 def test_non_idempotent_delete_retry_is_not_applied_twice() -> None:
     s = KVStore()
-    rid = os.urandom(16)
+    rid = b"r" + os.urandom(15)  # a leading NUL would make it ephemeral (not remembered)
     s.apply(1, put("a"))
     assert s.apply(2, delete("a", request_id=rid)).deleted
     s.apply(3, put("a", b"new"))
@@ -129,7 +129,7 @@ def test_non_idempotent_delete_retry_is_not_applied_twice() -> None:
 
 def test_request_id_reused_for_another_key_is_a_conflict() -> None:
     s = KVStore()
-    rid = os.urandom(16)
+    rid = b"r" + os.urandom(15)  # a leading NUL would make it ephemeral (not remembered)
     s.apply(1, put("a", request_id=rid))
     r = s.apply(2, put("b", request_id=rid))
     assert r.error == ApplyError.REQUEST_ID_CONFLICT

@@ -15,7 +15,12 @@ action takes effect*, against the true state rather than the operator's view:
   member recorded in ``status.in_flight`` (or an orphan when nothing is in flight);
 - never a voter removed when the remaining voters would lack a healthy majority,
   never the last voter;
-- never a member id added twice or after it was removed.
+- never a member id added twice or after it was removed;
+- rolling changes (when the world has a ``revision``): a pod is deleted on purpose
+  only when every other voter is healthy, no membership change is under way, it is
+  not the leader's (leadership moves first), and never after a roll stopped for the
+  revision still asked for; leadership moves off a stale leader only onto an updated
+  member once every other member is updated (the leader goes last).
 
 Assumptions, which the real executor must honour: the RaftKV status is read fresh and
 written with a resourceVersion precondition; the Raft view is read from the members
@@ -36,6 +41,7 @@ from raftkv_operator.model import (
     Change,
     ChangeKind,
     CreateChildren,
+    DeletePod,
     DeletePVC,
     Done,
     GrowStatefulSet,
@@ -50,10 +56,13 @@ from raftkv_operator.model import (
     RaftView,
     RemoveMember,
     ReplaceMember,
+    Restart,
     SetQuorumLost,
     ShrinkStatefulSet,
     StatefulSetView,
     TransferLeadership,
+    UpdateRestart,
+    UpdateStatefulSet,
     UpdateStatus,
     Wait,
 )
@@ -143,6 +152,8 @@ class Pod:
     running: bool = False
     terminating: bool = False
     booting: int = 2  # ticks until the container runs
+    revision: str | None = None  # the template it was made from
+    uid: str = ""
 
 
 @dataclass
@@ -182,6 +193,16 @@ class World:
     removed: set[int] = field(default_factory=set)
     snapshots: list[K8sSnapshot] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
+    # rolling changes ("" = the world does not model revisions)
+    revision: str = ""  # what the spec renders
+    sts_revision: str | None = None  # the StatefulSet's template
+    on_delete: bool = False
+    bad_revisions: set[str] = field(default_factory=set)  # images that never start
+    restart: Restart | None = None  # the operator's restart record (status)
+    stabilization: float = 10.0
+    timeout: float = 60.0
+    pod_serial: int = 0
+    deleted_on_purpose: list[tuple[int, str | None]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ member processes
 
@@ -234,6 +255,9 @@ class World:
                     terminating=pod.terminating,
                     member_reachable=reachable,
                     member_id=member_id if reachable else None,
+                    revision=pod.revision,
+                    uid=pod.uid,
+                    waiting_reason=None if pod.running else "ContainerCreating",
                 )
             )
         pvcs = tuple(
@@ -269,12 +293,24 @@ class World:
         snap = current
         if staleness and self.snapshots:
             snap = self.snapshots[max(0, len(self.snapshots) - 1 - staleness)]
+            if self.revision:
+                snap = replace(snap, pods=self._probed(snap.pods, current.pods))
         sts = None
         if self.sts is not None:
             ready = sum(1 for p in current.pods if p.ready and p.ordinal < self.sts)
-            sts = StatefulSetView(self.sts, ready, len(current.pods))
+            sts = StatefulSetView(
+                self.sts, ready, len(current.pods), self.sts_revision, self.on_delete
+            )
         return Observed(
-            spec=RaftKVSpec(name=NAME, namespace=NAMESPACE, uid=UID, replicas=self.replicas),
+            spec=RaftKVSpec(
+                name=NAME,
+                namespace=NAMESPACE,
+                uid=UID,
+                replicas=self.replicas,
+                member_revision=self.revision,
+                upgrade_stabilization_seconds=self.stabilization,
+                upgrade_timeout_seconds=self.timeout,
+            ),
             status=self.status,
             now=self.now,
             children_exist=self.children,
@@ -282,7 +318,22 @@ class World:
             pods=snap.pods,
             pvcs=snap.pvcs,
             raft=self.raft_view(),
+            restart=self.restart,
         )
+
+    @staticmethod
+    def _probed(listed: tuple[PodView, ...], now: tuple[PodView, ...]) -> tuple[PodView, ...]:
+        """A lagging pod list, but the members asked now (as ``observe.gather`` does:
+        it probes every listed pod's member live). Only the rolling worlds model this;
+        the older properties keep their (harsher) fully stale views."""
+        live = {p.uid: p for p in now}
+        out = []
+        for p in listed:
+            fresh = live.get(p.uid)
+            reachable = fresh.member_reachable if fresh is not None else False
+            member_id = fresh.member_id if fresh is not None else None
+            out.append(replace(p, member_reachable=reachable, member_id=member_id))
+        return tuple(out)
 
     # ------------------------------------------------------------------ acting (with checks)
 
@@ -313,6 +364,18 @@ class World:
                 self.children = True
                 if self.sts is None:
                     self.sts = n
+                    self.sts_revision, self.on_delete = self.revision or None, True
+            case UpdateStatefulSet(revision=rev):
+                self.sts_revision, self.on_delete = rev, True
+            case UpdateRestart(restart=record):
+                self.restart = record
+            case DeletePod(ordinal=k, uid=uid, member_id=m):
+                pod = self.pods.get(k)
+                if pod is None or pod.uid != uid or pod.terminating:
+                    return  # the precondition fails: that pod is gone already
+                self._check_restart(k, m)
+                pod.terminating = True
+                self.deleted_on_purpose.append((k, pod.revision))
             case GrowStatefulSet(replicas=n):
                 self.sts = n
             case ShrinkStatefulSet(replicas=n):
@@ -355,6 +418,7 @@ class World:
                         )
                 self._propose("remove", m, self.ordinal_of[m])
             case TransferLeadership(from_id=a, to_id=b):
+                self._check_transfer(a, b)
                 if self.leader == a and b in self.voters() & self.active():
                     self.leader = b
                     self.term += 1
@@ -366,6 +430,46 @@ class World:
                         del self.pvcs[k]
             case SetQuorumLost() | Wait() | Done():
                 pass
+
+    def revision_of(self, member_id: int) -> str | None:
+        pod = self.pods.get(self.ordinal_of.get(member_id, -1))
+        return pod.revision if pod is not None else None
+
+    def _check_restart(self, k: int, member_id: int) -> None:
+        """A pod deleted on purpose: the rules of a rolling change, on the true state."""
+        record = self.restart
+        change = self.status.in_flight
+        if k == 0 and change is not None and change.kind is ChangeKind.BOOTSTRAP:
+            return  # the only member, not confirmed leading: it restarts with its data
+        if record is None or (record.ordinal, record.member_id) != (k, member_id):
+            raise SafetyViolation(f"pod {k} deleted without its restart record ({record})")
+        if record.failed is not None:
+            raise SafetyViolation(f"pod {k} deleted after the roll stopped: {record.failed}")
+        if not self.pods[k].running:
+            return  # its member does not run: deleting the pod takes nothing away
+        if self.status.in_flight is not None or self.pending is not None:
+            raise SafetyViolation(f"pod {k} deleted during a membership change")
+        unhealthy = (self.voters() - {member_id}) - self.ready()
+        if unhealthy:
+            raise SafetyViolation(f"pod {k} deleted while {sorted(unhealthy)} are unhealthy")
+        if self.leader == member_id and len(self.voters()) > 1:
+            raise SafetyViolation(f"pod {k} deleted while its member {member_id} leads")
+
+    def _check_transfer(self, from_id: int, to_id: int) -> None:
+        """Outside a membership change a transfer is the roll's: the leader goes last."""
+        if not self.revision or self.status.in_flight is not None:
+            return
+        if from_id not in self.status.members.values():
+            return  # an orphan leaving: not the roll's
+        if self.revision_of(to_id) != self.revision:
+            raise SafetyViolation(f"leadership moved to {to_id}, which is not updated")
+        stale = [
+            m
+            for m in self.status.members.values()
+            if m != from_id and self.revision_of(m) != self.revision
+        ]
+        if stale:
+            raise SafetyViolation(f"leadership moved off {from_id} while {stale} are not updated")
 
     # ------------------------------------------------------------------ time passes
 
@@ -384,7 +488,8 @@ class World:
         if self.sts is not None:
             for k in range(self.sts):
                 if k not in self.pods:
-                    self.pods[k] = Pod()
+                    self.pod_serial += 1
+                    self.pods[k] = Pod(revision=self.sts_revision, uid=f"pod-{self.pod_serial}")
                     self.pvcs.setdefault(k, PVC())
             for k, pod in self.pods.items():
                 if k >= self.sts:
@@ -393,7 +498,8 @@ class World:
             pvc = self.pvcs.get(k)
             if not pod.terminating and pvc is not None and not pvc.terminating:
                 pod.booting -= 1
-                pod.running = pod.running or pod.booting <= 0
+                starts = pod.revision not in self.bad_revisions  # a bad image never runs
+                pod.running = pod.running or (pod.booting <= 0 and starts)
         self._raft_tick()
         self._members_tick()
         self.snapshots.append(self.k8s_snapshot())
@@ -516,6 +622,8 @@ class World:
             and sorted(self.pvcs) == list(range(n))
             and all(self.member_on(k) == members[k] for k in range(n))
             and self.pending is None
+            and self.restart is None
+            and (not self.revision or all(p.revision == self.revision for p in self.pods.values()))
         )
 
     def clone(self) -> World:

@@ -76,6 +76,7 @@ def test_printer_columns(crd: dict[str, Any]) -> None:
         ("Leader", ".status.leader"),
         ("Term", ".status.term"),
         ("Commit", ".status.commitIndex"),
+        ("Updated", ".status.rollout.progress"),
         ("Age", ".metadata.creationTimestamp"),
     ]
 

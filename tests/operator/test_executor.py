@@ -70,6 +70,15 @@ class FakeKube:
         self.calls.append(("delete_pvc", name))
         return True
 
+    async def update_statefulset_template(
+        self, namespace: str, name: str, template: JSON, update_strategy: JSON
+    ) -> None:
+        self.calls.append(("sts_template", name, template, update_strategy))
+
+    async def delete_pod(self, namespace: str, name: str, uid: str) -> bool:
+        self.calls.append(("delete_pod", name, uid))
+        return True
+
     async def patch_configmap(self, namespace: str, name: str, data: dict[str, str]) -> None:
         self.calls.append(("configmap", name, data))
 

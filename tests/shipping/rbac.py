@@ -30,10 +30,13 @@ OPERATOR_CALLS: dict[Call, str] = {
     Call("", "configmaps", "patch"): "patch_configmap: bootstrap state new -> existing",
     Call("apps", "statefulsets", "get"): "read: the members' StatefulSet",
     Call("apps", "statefulsets", "create"): "create: the members' StatefulSet",
-    Call("apps", "statefulsets", "patch"): "scale_statefulset: one member at a time",
+    Call("apps", "statefulsets", "patch"): (
+        "scale_statefulset: one member at a time; update_statefulset_template: rolling"
+    ),
     Call("policy", "poddisruptionbudgets", "get"): "read: the PDB",
     Call("policy", "poddisruptionbudgets", "create"): "create: the PDB",
     Call("", "pods", "list"): "list_pods: observation by label selector",
+    Call("", "pods", "delete"): "delete_pod: a rolling change restarts one member",
     Call("", "persistentvolumeclaims", "list"): "list_pvcs: claims of a deleted RaftKV",
     Call("", "persistentvolumeclaims", "delete"): "delete_pvc: claims of removed members",
 }

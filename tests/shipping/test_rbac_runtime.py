@@ -127,6 +127,21 @@ def test_every_request_the_operator_makes_is_granted(
             fake.start(0, 1)
             wait_for("bootstrap", lambda: _in_sync(custom), timeout=30, ignore=ApiException)
 
+            # A rolling change: the template is rewritten and the member's pod deleted;
+            # the StatefulSet controller's part is to recreate it from the template.
+            core = kubernetes.client.CoreV1Api(api)
+            custom.patch_namespaced_custom_object(
+                GROUP, VERSION, NS, PLURAL, "kv", {"spec": {"image": "raftkv:rolled"}}
+            )
+            wait_for(
+                "the pod to be deleted",
+                lambda: not core.list_namespaced_pod(NS).items,
+                timeout=30,
+                ignore=ApiException,
+            )
+            ready_pod(api, 0)
+            wait_for("the roll", lambda: _in_sync(custom), timeout=30, ignore=ApiException)
+
             custom.patch_namespaced_custom_object_scale(
                 GROUP, VERSION, NS, PLURAL, "kv", {"spec": {"replicas": 2}}
             )
@@ -154,7 +169,6 @@ def test_every_request_the_operator_makes_is_granted(
                 ignore=ApiException,
             )
             # The StatefulSet controller's part: the pod of the removed ordinal goes.
-            core = kubernetes.client.CoreV1Api(api)
             core.delete_namespaced_pod("kv-1", NS)
             wait_for(
                 "the removed member's claim to go",

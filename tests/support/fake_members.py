@@ -7,13 +7,14 @@ controller and kubelet would do for one pod."""
 from __future__ import annotations
 
 import kubernetes
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, ApiException
 
 from raftkv.client import Member, NotFound, Progress, StatusInfo
 from raftkv_operator.model import PlannerConfig
 from raftkv_operator.naming import Addressing
 from raftkv_operator.reconcile import OperatorConfig
 from support.operator_harness import NS
+from support.wait import wait_for
 
 ADDRESSING = Addressing(
     peer_url_template="http://{name}-{ordinal}.fake:2380",
@@ -93,11 +94,21 @@ def ready_pod(api: ApiClient, ordinal: int) -> None:
     """What the StatefulSet controller and kubelet would do for one pod."""
     core = kubernetes.client.CoreV1Api(api)
     labels = {"app.kubernetes.io/name": "raftkv", "app.kubernetes.io/instance": "kv"}
+    # The controller makes pods only once the StatefulSet exists, and copies its
+    # template's labels, among them the member revision the operator reads back (a
+    # pod without it would be rolled onto the template).
+    apps = kubernetes.client.AppsV1Api(api)
+    sts = wait_for(
+        "the StatefulSet",
+        lambda: apps.read_namespaced_stateful_set("kv", NS),
+        ignore=ApiException,
+    )
+    pod_labels = {**labels, **(sts.spec.template.metadata.labels or {})}
     name = f"kv-{ordinal}"
     core.create_namespaced_pod(
         NS,
         {
-            "metadata": {"name": name, "labels": labels},
+            "metadata": {"name": name, "labels": pod_labels},
             "spec": {"containers": [{"name": "raftkv", "image": "raftkv:test"}]},
         },
     )
@@ -107,13 +118,17 @@ def ready_pod(api: ApiClient, ordinal: int) -> None:
         {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}},
         _content_type="application/merge-patch+json",
     )
-    core.create_namespaced_persistent_volume_claim(
-        NS,
-        {
-            "metadata": {"name": f"data-kv-{ordinal}", "labels": labels},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": "1Gi"}},
+    try:
+        core.create_namespaced_persistent_volume_claim(
+            NS,
+            {
+                "metadata": {"name": f"data-kv-{ordinal}", "labels": labels},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
             },
-        },
-    )
+        )
+    except ApiException as exc:
+        if exc.status != 409:  # a recreated pod keeps its claim
+            raise

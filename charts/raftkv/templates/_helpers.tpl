@@ -113,15 +113,17 @@ operator/raftkv_operator/kube.py and compares them with these rules.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "create", "patch"]
-# Observation of the members (by label selector).
+# Observation of the members (by label selector); a rolling change deletes one member
+# pod at a time (the StatefulSet is OnDelete) and the controller recreates it.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "delete"]
 # Claims of members that left Raft are deleted (and all of them with the RaftKV).
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["list", "delete"]
-# The members' StatefulSet: created, then scaled one member at a time.
+# The members' StatefulSet: created, then scaled one member at a time; its pod
+# template is rewritten when the spec renders a new member revision.
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "create", "patch"]

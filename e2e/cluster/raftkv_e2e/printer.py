@@ -51,9 +51,11 @@ class RaftKVRow:
     term: int | None
     commit: int | None
     age: str | None
+    #: "2/3": members at the member revision the spec renders (rolling changes).
+    updated: str | None = None
 
 
-COLUMNS = ("NAME", "REPLICAS", "READY", "LEADER", "TERM", "COMMIT", "AGE")
+COLUMNS = ("NAME", "REPLICAS", "READY", "LEADER", "TERM", "COMMIT", "UPDATED", "AGE")
 
 
 def raftkv_rows(text: str) -> list[RaftKVRow]:
@@ -78,6 +80,7 @@ def raftkv_rows(text: str) -> list[RaftKVRow]:
                 term=_int(row["TERM"]),
                 commit=_int(row["COMMIT"]),
                 age=row["AGE"],
+                updated=row["UPDATED"],
             )
         )
     return out

@@ -323,18 +323,28 @@ class StateMachine:
     def snapshot(self) -> bytes:
         """Deterministic bytes of the replicated state: equal machines give equal
         bytes (lease expiry times are leader-local and not included)."""
-        dedup: list[Any] = []
-        for rid in self._dedup_order:
-            rec = self._dedup.get(rid)
-            if rec is not None:
-                fp, rev, ok, code, msg, extra, detail = rec
-                flat_extra = [x for pair in extra for x in pair]
-                dedup.append([rid, fp, rev, ok, code, msg, flat_extra, list(detail)])
-        return frame.seal(
-            _MAGIC,
-            _VERSION,
-            [self._applied, self.mvcc.snapshot(), self.lessor.snapshot(), dedup],
-        )
+        return self.snapshot_view()()
+
+    def snapshot_view(self) -> Callable[[], bytes]:
+        """The state as of now, and a function that encodes it later on any thread
+        (see `MVCCStore.snapshot_view`): the member captures on its loop and encodes
+        in its snapshot thread, so a large history does not stall heartbeats."""
+        encode_mvcc = self.mvcc.snapshot_view()
+        lease_bytes = self.lessor.snapshot()
+        applied = self._applied
+        order, table = list(self._dedup_order), dict(self._dedup)  # records are tuples
+
+        def encode_later() -> bytes:
+            dedup: list[Any] = []
+            for rid in order:
+                rec = table.get(rid)
+                if rec is not None:
+                    fp, rev, ok, code, msg, extra, detail = rec
+                    flat_extra = [x for pair in extra for x in pair]
+                    dedup.append([rid, fp, rev, ok, code, msg, flat_extra, list(detail)])
+            return frame.seal(_MAGIC, _VERSION, [applied, encode_mvcc(), lease_bytes, dedup])
+
+        return encode_later
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state with a snapshot's; on SnapshotError nothing

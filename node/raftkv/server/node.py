@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -588,11 +589,12 @@ class Node:
         assert raw is not None and storage is not None
         loop = asyncio.get_running_loop()
         try:
-            sm_bytes = self.kv.snapshot()
+            with gc_paused():
+                encode_sm = self.kv.snapshot_view()
             reg = self.registry.copy()
             index = self.kv.applied_index
             data = await loop.run_in_executor(
-                self._snap_executor, lambda: encode_state(sm_bytes, reg)
+                self._snap_executor, lambda: encode_state(encode_sm(), reg)
             )
             if self.raw is None or self.storage is None:
                 return
@@ -608,13 +610,15 @@ class Node:
     async def backup(self) -> tuple[int, bytes, str]:
         """A consistent copy of the state machine for `GET /v1/snapshot`: the bytes of
         the state-machine snapshot format at its applied index, and their SHA-256
-        (hex). The bytes are taken here, on the loop, so they are one point in time;
-        hashing runs in the snapshot thread, as for `_snapshot`."""
+        (hex). The state is captured here, on the loop, so it is one point in time;
+        encoding and hashing run in the snapshot thread, as for `_snapshot`."""
         self._check_serving()
-        data = self.kv.snapshot()
+        with gc_paused():
+            encode_sm = self.kv.snapshot_view()
         index = self.kv.applied_index
 
         def _dump() -> tuple[bytes, str]:
+            data = encode_sm()
             return data, hashlib.sha256(data).hexdigest()
 
         try:
@@ -832,6 +836,21 @@ def _split_messages(msgs: list[Message]) -> tuple[list[Message], list[Message]]:
     if len(early) == len(msgs):
         return early, []
     return early, [m for m in msgs if m.type not in _EARLY]
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No garbage collection while a snapshot view is captured on the loop: the view
+    allocates a container per key, and with millions of objects alive a collection
+    that those allocations trigger costs more than the capture itself (75 ms for a
+    million versions without, up to 500 ms with)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _snapshot_phase(member_id: int, cfg: ServerConfig) -> int:

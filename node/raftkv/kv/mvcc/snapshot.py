@@ -18,6 +18,7 @@ compaction leaves generations whose first revisions are gone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,20 +44,43 @@ class State:
 def encode(
     current_rev: int, compact_rev: int, index: TreeIndex, kvs: dict[Revision, KeyValue]
 ) -> bytes:
-    idx: list[object] = []
-    for ki in index.key_indexes():
-        gens = [
-            [g.ver, g.created.main, g.created.sub, [x for r in g.revs for x in r]]
-            for g in ki.generations
+    return capture(current_rev, compact_rev, index, kvs)()
+
+
+def capture(
+    current_rev: int, compact_rev: int, index: TreeIndex, kvs: dict[Revision, KeyValue]
+) -> Callable[[], bytes]:
+    """The state as of now, and a function that encodes it later, on any thread.
+
+    Taking the view copies only containers (the revision lists of each generation and
+    the kvs dict: C-speed copies of references to immutable tuples and kvs), so it is
+    cheap enough for the member's loop; building the msgpack arrays and packing them,
+    which is most of the cost, happen in `encode_later` while the store goes on."""
+    idx_view = [
+        (ki.key, ki.modified, [(g.ver, g.created, list(g.revs)) for g in ki.generations])
+        for ki in index.key_indexes()
+    ]
+    kv_view = dict(kvs)
+
+    def encode_later() -> bytes:
+        idx = [
+            [
+                key,
+                mod.main,
+                mod.sub,
+                [[ver, c.main, c.sub, [x for r in revs for x in r]] for ver, c, revs in gens],
+            ]
+            for key, mod, gens in idx_view
         ]
-        idx.append([ki.key, ki.modified.main, ki.modified.sub, gens])
-    flat: list[object] = []
-    extend = flat.extend
-    # The store inserts kvs in revision order and compaction only deletes, so the
-    # dict is already sorted; equal stores still give equal bytes.
-    for r, kv in kvs.items():
-        extend((r.main, r.sub, kv.key, kv.create_revision, kv.version, kv.value, kv.lease))
-    return seal(MAGIC, VERSION, [current_rev, compact_rev, idx, flat])
+        flat: list[object] = []
+        extend = flat.extend
+        # The store inserts kvs in revision order and compaction only deletes, so the
+        # dict is already sorted; equal stores still give equal bytes.
+        for r, kv in kv_view.items():
+            extend((r.main, r.sub, kv.key, kv.create_revision, kv.version, kv.value, kv.lease))
+        return seal(MAGIC, VERSION, [current_rev, compact_rev, idx, flat])
+
+    return encode_later
 
 
 def decode(data: bytes) -> State:

@@ -329,7 +329,12 @@ class MVCCStore:
     def snapshot(self) -> bytes:
         """Deterministic bytes of the whole state, history since the compact
         revision included: equal stores give equal bytes."""
-        return snapshot.encode(self._current_rev, self._compact_rev, self._index, self._kvs)
+        return self.snapshot_view()()
+
+    def snapshot_view(self) -> Callable[[], bytes]:
+        """`snapshot()` in two steps: the state is captured now (cheap), and the
+        returned function encodes it later, on any thread, while the store goes on."""
+        return snapshot.capture(self._current_rev, self._compact_rev, self._index, self._kvs)
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state with a snapshot's; on SnapshotError the store is
