@@ -10,91 +10,21 @@
 from __future__ import annotations
 
 import base64
-import json
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from raftkv.client import Client
 from support.wait import wait_for
+from support.watch_check import Watcher, check_watcher
 
 from .harness import LocalCluster
 
 TICK_MS = 50
 ELECTION_S = 10 * TICK_MS / 1000
-
-
-@dataclass
-class Watcher:
-    """A watch on a prefix that moves to the next member whenever its stream breaks,
-    resuming from the last revision it knows complete + 1."""
-
-    endpoints: list[str]
-    start: int
-    prefix: str
-    events: list[tuple[int, str, str, str]] = field(default_factory=list)
-    """(mod_revision, type, key, value) in the order received."""
-    seen_rev: int = 0
-    reconnects: int = 0
-    stop: threading.Event = field(default_factory=threading.Event)
-    error: str = ""
-
-    def run(self) -> None:
-        i = 0
-        next_rev = self.start
-        while not self.stop.is_set():
-            url = self.endpoints[i % len(self.endpoints)]
-            try:
-                with (
-                    httpx.Client(timeout=httpx.Timeout(5.0, read=3.0)) as h,
-                    h.stream(
-                        "GET",
-                        f"{url}/v1/watch",
-                        params={
-                            "key": self.prefix,
-                            "prefix": "true",
-                            "start_revision": next_rev,
-                            "heartbeat": 0.5,
-                        },
-                    ) as r,
-                ):
-                    if r.status_code != 200:
-                        raise httpx.HTTPError(f"status {r.status_code}")
-                    for line in r.iter_lines():
-                        if self.stop.is_set():
-                            return
-                        if not line.strip():
-                            continue
-                        next_rev = self._take(line, next_rev)
-            except (httpx.HTTPError, OSError):
-                pass
-            except AssertionError as exc:
-                self.error = str(exc)
-                return
-            i += 1
-            self.reconnects += 1
-            self.stop.wait(0.05)
-
-    def _take(self, line: str, next_rev: int) -> int:
-        msg = json.loads(line)
-        assert not msg.get("canceled"), f"watch cancelled: {msg}"
-        rev = int(msg["header"]["revision"])
-        for ev in msg.get("events", ()):
-            kv = ev["kv"]
-            self.events.append(
-                (
-                    kv["mod_revision"],
-                    ev["type"],
-                    base64.b64decode(kv["key"]).decode(),
-                    base64.b64decode(kv["value"]).decode(),
-                )
-            )
-        self.seen_rev = max(self.seen_rev, rev)
-        return max(next_rev, rev + 1)
 
 
 def test_watchers_see_every_change_once_in_order_across_member_kills(
@@ -107,16 +37,18 @@ def test_watchers_see_every_change_once_in_order_across_member_kills(
         start = cl.put("w/start", b"0").revision + 1
     urls = [m.url for m in c.members.values()]
     watchers = [Watcher(urls[i:] + urls[:i], start, "w/") for i in range(3) for _ in range(2)]
-    threads = [threading.Thread(target=w.run, daemon=True) for w in watchers]
-    for t in threads:
-        t.start()
-    acked: dict[str, int] = {}
+    for w in watchers:
+        w.start_thread()
+    acked: dict[str, str] = {}
+    writes: list[tuple[str, str]] = []
     try:
         with Client(c.endpoints(), timeout=10) as cl:
             for round_ in range(3):
                 for i in range(40):
-                    key = f"w/k{i % 13}"
-                    acked[key] = cl.put(key, f"{round_}-{i}".encode()).revision
+                    key, value = f"w/k{i % 13}", f"{round_}-{i}"
+                    cl.put(key, value.encode())
+                    acked[key] = value
+                    writes.append((key, value))
                     if i == 20:
                         leader = c.leader()
                         c.kill(leader.name, signal.SIGKILL)
@@ -139,25 +71,12 @@ def test_watchers_see_every_change_once_in_order_across_member_kills(
             wait_for(f"watcher reached {last}", caught_up, 30)
     finally:
         for w in watchers:
-            w.stop.set()
-        for t in threads:
-            t.join(10)
-    want = {i["key"]: base64.b64decode(i["value"]).decode() for i in listing["items"]}
+            w.close()
+    final = {i["key"]: base64.b64decode(i["value"]).decode() for i in listing["items"]}
+    assert final == acked
     for w in watchers:
-        assert not w.error, w.error
-        revs = [e[0] for e in w.events]
-        assert revs == sorted(revs), "events out of revision order"
-        assert len(set((e[0], e[2]) for e in w.events)) == len(w.events), "an event came twice"
-        state: dict[str, str] = {}
-        for _, typ, key, value in w.events:
-            if typ == "PUT":
-                state[key] = value
-            else:
-                state.pop(key, None)
-        assert state == want
-        puts = {(e[2], e[0]) for e in w.events if e[1] == "PUT"}
-        for key, rev in acked.items():
-            assert (key, rev) in puts, f"acknowledged write {key}@{rev} never seen"
+        assert check_watcher(w, final, writes) == []
+        assert w.events, "the watcher saw nothing"
 
 
 def _keepalive(url_list: list[str], lease: int, stop: threading.Event, fails: list[str]) -> None:
