@@ -133,6 +133,8 @@ SAMPLES: dict[str, tuple[str, list[str], dict[str, Any]]] = {
     ),
     "--auto-compaction-retention": ("2h", [], {"auto_compaction_retention": "2h"}),
     "--watch-progress-interval": ("30", [], {"watch_progress_interval": 30.0}),
+    "--watch-max-buffered-events": ("64", [], {"watch_max_buffered_events": 64}),
+    "--watch-max-lag-revisions": ("500", [], {"watch_max_lag_revisions": 500}),
     "--log-format": ("json", [], {"log_format": "json"}),
     "--log-level": ("debug", [], {"log_level": "debug"}),
     "--cert-file": ("/c.crt", ["--key-file", "/c.key"], {"cert_file": "/c.crt"}),
@@ -166,6 +168,8 @@ SAMPLES: dict[str, tuple[str, list[str], dict[str, Any]]] = {
         {"peer_trusted_ca_file": "/pca.crt"},
     ),
     "--tls-reload-interval": ("0.5", [], {"tls_reload_interval": 0.5}),
+    "--listen-etcd": ("0.0.0.0:12000", [], {"listen_etcd": "0.0.0.0:12000"}),
+    "--advertise-etcd-url": ("m7:12379", [], {"advertise_etcd_url": "http://m7:12379"}),
 }
 
 

@@ -144,6 +144,8 @@ LEGACY_FLAGS = {
     "--auto-compaction-mode",
     "--auto-compaction-retention",
     "--watch-progress-interval",
+    "--watch-max-buffered-events",
+    "--watch-max-lag-revisions",
     "--log-format",
     "--log-level",
     # TLS (docs/tls.md)
@@ -155,6 +157,9 @@ LEGACY_FLAGS = {
     "--peer-key-file",
     "--peer-trusted-ca-file",
     "--tls-reload-interval",
+    # etcd's v3 gRPC API (docs/etcd.md)
+    "--listen-etcd",
+    "--advertise-etcd-url",
 }
 
 

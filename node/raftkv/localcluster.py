@@ -11,6 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from .server.config import ETCD_PORT_OFFSET
+
 
 def member_ports(base_port: int, i: int) -> tuple[int, int]:
     """Client ports are base..base+N-1, peer ports base+100.. (easy to remember)."""
@@ -94,9 +96,11 @@ def _run(
         )
     ok = _wait_ready(endpoints, procs, timeout=30)
     print(f"raftkv: {size}-member cluster {'is up' if ok else 'is starting (not ready yet)'}")
-    for name, ep in zip(names, endpoints, strict=True):
-        print(f"  {name}  {ep}   (log: {data_dir / (name + '.log')})")
+    etcd = [f"127.0.0.1:{member_ports(base_port, i)[0] + ETCD_PORT_OFFSET}" for i in range(size)]
+    for name, ep, etcd_ep in zip(names, endpoints, etcd, strict=True):
+        print(f"  {name}  {ep}   etcd {etcd_ep}   (log: {data_dir / (name + '.log')})")
     print("try:  raftkv put hello world && raftkv get hello && raftkv status")
+    print(f"      etcdctl --endpoints={','.join(etcd)} get hello   (etcd's v3 API, docs/etcd.md)")
     print(f"      export RAFTKV_ENDPOINTS={','.join(endpoints)}   (defaults match base port 23790)")
     print("Ctrl-C stops the cluster; its data stays in", data_dir, flush=True)
     while all(p.poll() is None for p in procs):

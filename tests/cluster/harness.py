@@ -27,6 +27,12 @@ class Member:
     args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     member_id: int = 0
+    etcd_port: int = 0
+    """The etcd v3 gRPC port (LocalCluster(etcd=True)); 0: the etcd API is off."""
+
+    @property
+    def etcd_endpoint(self) -> str:
+        return f"127.0.0.1:{self.etcd_port}"
 
     @property
     def url(self) -> str:
@@ -71,8 +77,10 @@ class LocalCluster:
         tick_ms: int = 50,
         extra_args: list[str] | None = None,
         secret: str = "test-secret",
+        etcd: bool = False,
     ) -> None:
         self.root = root
+        self.etcd = etcd
         self.snapshot_count = snapshot_count
         self.tick_ms = tick_ms
         self.extra = extra_args or []
@@ -89,6 +97,7 @@ class LocalCluster:
             free_port(),
             self.root / name,
             self.root / f"{name}.log",
+            etcd_port=free_port() if self.etcd else 0,
         )
         self.members[name] = m
         return m
@@ -115,6 +124,10 @@ class LocalCluster:
             "3",
             "--stop-timeout",
             "5",
+            # Only on request: the default (client port + 10000) could take a port
+            # another test picked.
+            "--listen-etcd",
+            m.etcd_endpoint if m.etcd_port else "off",
             *self.extra,
         )
         if join and member_id:

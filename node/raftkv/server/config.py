@@ -136,6 +136,24 @@ def parse_advertise(value: str) -> str:
     return format_url(host, port, "https" if https else "http")
 
 
+ETCD_OFF_WORDS = ("off", "none", "false", "0")
+ETCD_PORT_OFFSET = 10000
+"""The etcd API's default port: the client port + this (2379 -> 12379)."""
+
+
+def parse_listen_etcd(value: str) -> str:
+    """`--listen-etcd`: "" (the default: the client host, client port + 10000), one of
+    ETCD_OFF_WORDS (no etcd API), or a listen address, normalised to host:port."""
+    text = value.strip()
+    if not text:
+        return ""
+    if text.lower() in ETCD_OFF_WORDS:
+        return "off"
+    if "://" in text and not text.lower().startswith(("http://", "https://")):
+        raise ValueError(f"{value!r}: give host:port (TLS follows --cert-file, docs/etcd.md)")
+    return format_hostport(*parse_listen(text))
+
+
 def parse_url_list(value: str) -> tuple[str, ...]:
     """Comma-separated http(s)://host:port URLs (of another cluster's members)."""
     from .membership import validate_url
@@ -290,6 +308,19 @@ class ServerConfig:
         default=600.0,
         metadata=_flag(help="seconds between progress notifications of idle watches"),
     )
+    watch_max_buffered_events: int = field(
+        default=1024,
+        metadata=_flag(
+            help="events held per watcher whose client is not reading, before it is moved "
+            "aside to catch up from history"
+        ),
+    )
+    watch_max_lag_revisions: int = field(
+        default=10_000,
+        metadata=_flag(
+            help="a watcher that falls this many revisions behind is cancelled as too slow"
+        ),
+    )
     log_format: str = field(default="text", metadata=_flag(choices=("text", "json")))
     log_level: str = "info"
     # TLS (docs/tls.md): etcd's flag names; "" = off.
@@ -320,6 +351,24 @@ class ServerConfig:
         default=5.0,
         metadata=_flag(help="seconds between checks of the certificate files for changes"),
     )
+    listen_etcd: str = field(
+        default="",
+        metadata=_flag(
+            parse=parse_listen_etcd,
+            metavar="ADDR",
+            help="where to serve etcd's v3 gRPC API (docs/etcd.md): host:port, or off; "
+            "default: the client host, client port + 10000",
+        ),
+    )
+    advertise_etcd_url: str = field(
+        default="",
+        metadata=_flag(
+            parse=parse_advertise,
+            metavar="URL",
+            help="etcd API URL members report to etcd clients; default: the scheme of the "
+            "client port (https with --cert-file) and --listen-etcd",
+        ),
+    )
     client_listen_scheme: str = field(default="", metadata=_LISTEN_CLIENT)
     """The scheme written in --listen-client, "" when none; only checked against TLS."""
     peer_listen_scheme: str = field(default="", metadata=_LISTEN_PEER)
@@ -347,6 +396,27 @@ class ServerConfig:
         return self.advertise_peer_url or format_url(
             self.peer_host, self.peer_port, self.peer_scheme
         )
+
+    @property
+    def etcd_address(self) -> tuple[str, int] | None:
+        """Where the etcd API listens; None when it is off. The default (client
+        port + 10000) is None too when that is not a valid port."""
+        if self.listen_etcd == "off":
+            return None
+        if self.listen_etcd:
+            return parse_listen(self.listen_etcd)
+        if self.client_port == 0:
+            return self.client_host, 0
+        port = self.client_port + ETCD_PORT_OFFSET
+        return (self.client_host, port) if port <= 65535 else None
+
+    @property
+    def etcd_url(self) -> str:
+        """The etcd API's advertised URL ("" when it is off)."""
+        if self.advertise_etcd_url:
+            return self.advertise_etcd_url
+        addr = self.etcd_address
+        return "" if addr is None else format_url(*addr, self.client_scheme)
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,6 +531,15 @@ def config_from_values(values: Mapping[str, Any]) -> ServerConfig:
     parse_retention(v["auto_compaction_mode"], v["auto_compaction_retention"])
     if v["max_txn_ops"] < 1:
         raise ValueError("--max-txn-ops must be at least 1")
+    if (
+        v["watch_max_lag_revisions"] < 1
+        or v["watch_max_buffered_events"] < 1
+        or v["watch_progress_interval"] <= 0
+    ):
+        raise ValueError(
+            "--watch-max-lag-revisions and --watch-max-buffered-events must be at least 1, "
+            "--watch-progress-interval above 0"
+        )
     cfg = ServerConfig(**v)
     check_tls_schemes(cfg)
     return cfg

@@ -11,12 +11,17 @@ import socket
 import ssl
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from ..api.client_api import create_client_app
+from ..api.forward import LeaderForwarder
+from ..etcdapi import gateway as etcd_gateway
+from ..etcdapi.server import EtcdServer
+from ..etcdapi.services import EtcdServices
+from ..etcdapi.tls import server_credentials
 from ..storage.errors import StorageError
 from ..tls import watch
 from ..transport import TransportOptions
@@ -24,7 +29,7 @@ from ..transport.auth import not_ready
 from ..transport.server import CLOSE_TRY_AGAIN_LATER, deny_websocket, refusal_response
 from ..transport.tls import PEER_CLIENT_SSL
 from ..transport.transport import peer_uvicorn_config
-from .config import ServerConfig
+from .config import ServerConfig, format_hostport
 from .member_tls import member_tls
 from .meta import IdentityError
 from .node import Node
@@ -149,6 +154,10 @@ async def serve(cfg: ServerConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     app = create_client_app(node)
+    # etcd's JSON gateway (`POST /v3/...`) on the client port, whether or not the etcd
+    # gRPC port is served: the same handlers (docs/etcd.md).
+    app.state.etcd_services = EtcdServices(node, app.state.forwarder, cfg.etcd_url)
+    app.include_router(etcd_gateway.router)
     if tls.member_client is not None:
         app.state.forwarder.verify = tls.member_client
     client = _server(app, tls.client_server)
@@ -160,6 +169,11 @@ async def serve(cfg: ServerConfig) -> int:
             **_tls_settings(tls.peer_server),
         )
     )
+    etcd = await _start_etcd(cfg, node, app.state.forwarder)
+    if etcd is False:
+        await app.state.forwarder.aclose()
+        await node.stop()
+        return EXIT_STARTUP
     tasks = [
         asyncio.create_task(peer.serve(sockets=[peer_sock])),
         asyncio.create_task(client.serve(sockets=[client_sock])),
@@ -191,6 +205,7 @@ async def serve(cfg: ServerConfig) -> int:
         log.warning("graceful stop timed out; closing anyway")
         for t in tasks:
             t.cancel()
+    await _stop_etcd(etcd)
     # uvicorn runs without lifespan events here, so the app's shutdown hook never
     # runs: close the shared forwarding client (its connections to the leader) here.
     await app.state.forwarder.aclose()
@@ -201,6 +216,36 @@ async def serve(cfg: ServerConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+async def _start_etcd(
+    cfg: ServerConfig, node: Node, forwarder: LeaderForwarder
+) -> EtcdServer | Literal[False] | None:
+    """The etcd v3 gRPC API (docs/etcd.md): the server, None when it is off, False
+    when an explicit --listen-etcd cannot be served (a startup error). The derived
+    default (client port + 10000) that cannot be bound only logs a warning: it was
+    not asked for by name, and must not keep a member from starting."""
+    addr = cfg.etcd_address
+    if addr is None:
+        return None
+    try:
+        server = EtcdServer(
+            node, forwarder, *addr, etcd_url=cfg.etcd_url, credentials=server_credentials(cfg)
+        )
+        await server.start()
+    except (OSError, RuntimeError) as exc:
+        if cfg.listen_etcd:
+            log.error("cannot serve the etcd API on %s: %s", format_hostport(*addr), exc)
+            return False
+        log.warning("etcd API: not served on %s: %s", format_hostport(*addr), exc)
+        return None
+    log.info("serving the etcd v3 API on %s", format_hostport(addr[0], server.port))
+    return server
+
+
+async def _stop_etcd(etcd: EtcdServer | None) -> None:
+    if etcd is not None:
+        await etcd.stop(grace=1.0)
 
 
 def run(cfg: ServerConfig) -> int:

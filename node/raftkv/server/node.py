@@ -91,6 +91,8 @@ class Node:
             lambda start: self.kv.mvcc.events(start),
             lambda: self.kv.revision,
             progress_interval=cfg.watch_progress_interval,
+            max_lag_revisions=cfg.watch_max_lag_revisions,
+            max_buffered_events=cfg.watch_max_buffered_events,
         )
         self.watch_signal = asyncio.Event()
         """Set (and at once cleared) whenever watchers may have something to send;
