@@ -16,6 +16,7 @@ import kubernetes
 from kubernetes.client import ApiClient, ApiException
 
 from raftkv_operator import naming as n
+from raftkv_operator.backup import selector_string as backup_selector
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -33,6 +34,15 @@ class KubeReader(Protocol):
     async def read(self, kind: str, namespace: str, name: str) -> JSON | None: ...
     async def list_pods(self, namespace: str, name: str) -> list[JSON]: ...
     async def list_pvcs(self, namespace: str, name: str) -> list[JSON]: ...
+
+
+class BackupKube(Protocol):
+    """The calls of scheduled backups (``backup.py``): the CronJob and its Jobs."""
+
+    async def list_backup_jobs(self, namespace: str, name: str) -> list[JSON]: ...
+    async def list_backup_pods(self, namespace: str, name: str) -> list[JSON]: ...
+    async def replace_cronjob(self, namespace: str, name: str, obj: JSON) -> None: ...
+    async def delete_cronjob(self, namespace: str, name: str) -> bool: ...
 
 
 class KubeWriter(Protocol):
@@ -57,6 +67,7 @@ class Kube:
         self.core = kubernetes.client.CoreV1Api(api)
         self.apps = kubernetes.client.AppsV1Api(api)
         self.policy = kubernetes.client.PolicyV1Api(api)
+        self.batch = kubernetes.client.BatchV1Api(api)
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.extensions = kubernetes.client.ApiextensionsV1Api(api)
 
@@ -103,6 +114,7 @@ class Kube:
             "PodDisruptionBudget": lambda: self.policy.read_namespaced_pod_disruption_budget(
                 name, namespace
             ),
+            "CronJob": lambda: self.batch.read_namespaced_cron_job(name, namespace),
         }
         try:
             return self._plain(await self._call(readers[kind]))
@@ -127,7 +139,53 @@ class Kube:
         )
         return [self._plain(p) for p in found.items]
 
+    async def list_backup_jobs(self, namespace: str, name: str) -> list[JSON]:
+        """The Jobs the backup CronJob of RaftKV ``name`` made (by its labels)."""
+        selector = backup_selector(name)
+        found = await self._call(
+            lambda: self.batch.list_namespaced_job(namespace, label_selector=selector)
+        )
+        return [self._plain(j) for j in found.items]
+
+    async def list_backup_pods(self, namespace: str, name: str) -> list[JSON]:
+        """The pods of those Jobs: their termination messages hold the results."""
+        selector = backup_selector(name)
+        found = await self._call(
+            lambda: self.core.list_namespaced_pod(namespace, label_selector=selector)
+        )
+        return [self._plain(p) for p in found.items]
+
     # ------------------------------------------------------------------ writes
+
+    async def replace_cronjob(self, namespace: str, name: str, obj: JSON) -> None:
+        """Rewrite the CronJob's spec and annotations in one JSON patch (a merge patch
+        would keep fields the new spec no longer has, a removed time zone)."""
+        body: Any = [
+            {"op": "replace", "path": "/spec", "value": obj["spec"]},
+            {
+                "op": "replace",
+                "path": "/metadata/annotations",
+                "value": obj["metadata"]["annotations"],
+            },
+        ]
+        await self._call(
+            lambda: self.batch.patch_namespaced_cron_job(
+                name, namespace, body, _content_type=JSON_PATCH
+            )
+        )
+
+    async def delete_cronjob(self, namespace: str, name: str) -> bool:
+        """Delete the backup CronJob (backups turned off); its Jobs go with it."""
+        body: Any = {"propagationPolicy": "Background"}
+        try:
+            await self._call(
+                lambda: self.batch.delete_namespaced_cron_job(name, namespace, body=body)
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     async def create(self, obj: JSON) -> bool:
         namespace = obj["metadata"]["namespace"]
@@ -140,6 +198,7 @@ class Kube:
             "PodDisruptionBudget": lambda: self.policy.create_namespaced_pod_disruption_budget(
                 namespace, body
             ),
+            "CronJob": lambda: self.batch.create_namespaced_cron_job(namespace, body),
         }
         try:
             await self._call(creators[obj["kind"]])

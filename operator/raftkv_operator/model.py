@@ -57,6 +57,8 @@ class RaftKVSpec:
     #: spec.upgrade.timeoutSeconds: a restarted member that is not back (Ready, caught
     #: up) this long after its pod was deleted stops the roll.
     upgrade_timeout_seconds: float = 300.0
+    #: spec.restore.from: the backup ordinal 0 is bootstrapped from ("" = none).
+    restore_from: str = ""
 
     @property
     def desired(self) -> int:
@@ -275,6 +277,8 @@ class Observed:
     raft: RaftView = field(default_factory=RaftView)
     #: The member restart of a rolling change in progress (operator memory, like status).
     restart: Restart | None = None
+    #: Why ordinal 0's restore init container failed (its termination message), if it did.
+    restore_failure: str | None = None
 
     def pod(self, ordinal: int) -> PodView | None:
         for p in self.pods:
@@ -348,6 +352,10 @@ class Reason(enum.StrEnum):
     MEMBER_RESTARTING = "MemberRestarting"
     MEMBER_FELL_BACK = "MemberFellBack"
     MEMBER_STABILIZING = "MemberStabilizing"
+    # Restore (spec.restore): ordinal 0 bootstraps from a backup
+    RESTORING = "Restoring"
+    RESTORE_FAILED = "RestoreFailed"
+    RESTORED_MEMBER_ADOPTED = "RestoredMemberAdopted"
 
 
 @dataclass(frozen=True)

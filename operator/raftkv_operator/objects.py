@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raftkv_operator import naming as n
+from raftkv_operator import restore
 
 JSON = dict[str, Any]
 
@@ -267,6 +268,12 @@ def pod_spec(rkv: RaftKVObject, default_image: str = DEFAULT_IMAGE) -> JSON:
         "affinity": spec.get("affinity") or _spread(rkv.name),
         "containers": [container],
     }
+    restoring = restore.init_container(spec, member_env(rkv), container["image"])
+    if restoring is not None:
+        init, volumes = restoring
+        pod["initContainers"] = [init]
+        if volumes:
+            pod["volumes"] = volumes
     if spec.get("tolerations"):
         pod["tolerations"] = list(spec["tolerations"])
     if spec.get("nodeSelector"):

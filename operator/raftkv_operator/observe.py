@@ -19,6 +19,7 @@ from typing import Any
 from raftkv.client import StatusInfo
 from raftkv_operator import naming as n
 from raftkv_operator import objects as o
+from raftkv_operator import restore
 from raftkv_operator.kube import KubeReader
 from raftkv_operator.members import MemberProbe
 from raftkv_operator.model import (
@@ -215,6 +216,7 @@ async def gather(
         member_revision=o.member_revision(rkv, default_image),
         upgrade_stabilization_seconds=rkv.upgrade("stabilizationSeconds", 10.0),
         upgrade_timeout_seconds=rkv.upgrade("timeoutSeconds", 300.0),
+        restore_from=str((restore.spec_of(rkv.spec) or {}).get("from") or ""),
     )
     observed = Observed(
         spec=spec,
@@ -226,6 +228,7 @@ async def gather(
         pvcs=tuple(pvc_view(p, k) for k, p in sorted(pvcs_by.items())),
         raft=raft,
         restart=restart,
+        restore_failure=restore.failure(pods_by.get(0)) if spec.restore_from else None,
     )
     return Snapshot(
         observed=observed,

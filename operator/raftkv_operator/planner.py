@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from raftkv_operator import rolling
+from raftkv_operator import restore, rolling
 from raftkv_operator.model import (
     Action,
     AddLearner,
@@ -174,6 +174,9 @@ def _with_change(status: Bookkeeping, change: Change, reason: Reason, message: s
 
 def _continue_bootstrap(observed: Observed, change: Change) -> Action:
     raft = observed.raft
+    restored = restore.bootstrap_step(observed, change)
+    if restored is not None:
+        return restored
     if raft.reachable and raft.leader_id == change.member_id:
         return _finish(
             observed.status, Reason.BOOTSTRAPPED, f"member {change.member_id} leads the cluster"
@@ -181,6 +184,9 @@ def _continue_bootstrap(observed: Observed, change: Change) -> Action:
     stale = rolling.bootstrap_pod_step(observed, change.member_id)
     if stale is not None:
         return stale
+    failed = restore.failed_wait(observed)
+    if failed is not None:
+        return failed
     return Wait(Reason.WAITING_FOR_BOOTSTRAP, f"waiting for member {change.member_id} to lead")
 
 

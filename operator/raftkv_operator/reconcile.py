@@ -15,12 +15,15 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+import kopf
+
+from raftkv_operator import backup as b
 from raftkv_operator import metrics
 from raftkv_operator import naming as n
 from raftkv_operator.executor import Context, EventSink, Executor, Outcome, Result
-from raftkv_operator.kube import KubeReader, KubeWriter
+from raftkv_operator.kube import BackupKube, KubeReader, KubeWriter
 from raftkv_operator.members import HttpAdmin, HttpProbe, MemberAdmin, MemberProbe
 from raftkv_operator.model import Action, PlannerConfig
 from raftkv_operator.objects import DEFAULT_IMAGE, RaftKVObject
@@ -29,6 +32,7 @@ from raftkv_operator.planner import plan
 from raftkv_operator.status import (
     bookkeeping_from_status,
     bootstrap_state,
+    format_time,
     report,
     restart_from_status,
 )
@@ -51,8 +55,8 @@ class OperatorConfig:
     default_image: str = DEFAULT_IMAGE
 
 
-class KubeAccess(KubeReader, KubeWriter, Protocol):
-    """Both halves of the Kubernetes adapter (``kube.Kube`` is one)."""
+class KubeAccess(KubeReader, KubeWriter, BackupKube, Protocol):
+    """Every part of the Kubernetes adapter (``kube.Kube`` is one)."""
 
 
 class Reconciler:
@@ -108,7 +112,18 @@ class Reconciler:
         assert last is not None
         body, snapshot, action, result = last
         if result.outcome is not Outcome.CONFLICT:
-            await self._write_report(body, snapshot, action)
+            try:
+                backup = await self._backup(body)
+            except Exception:
+                # Backups never hold up the members' report: keep what status says
+                # (and so the condition) until the next pass can look again.
+                log.exception(
+                    "backup step of %s/%s failed; retrying on the next tick", namespace, name
+                )
+                backup = (body.get("status") or {}).get("backup") or {}
+                if b.spec_of(RaftKVObject.from_body(body)) is None:
+                    backup = None
+            await self._write_report(body, snapshot, action, backup)
         return result.outcome
 
     async def _step(self, body: JSON) -> tuple[Snapshot, Action, Result]:
@@ -160,7 +175,48 @@ class Reconciler:
                 rkv.namespace, n.bootstrap_configmap(rkv.name), {n.BOOTSTRAP_KEY: want}
             )
 
-    async def _write_report(self, body: JSON, snapshot: Snapshot, action: Action) -> None:
+    async def _backup(self, body: JSON) -> JSON | None:
+        """Scheduled backups, level-triggered: keep the CronJob as ``spec.backup``
+        renders it (or delete it), and fold its Jobs into ``status.backup``, posting an
+        Event for each newly finished Job. Returns the new ``status.backup`` (None when
+        backups are off). Independent of the membership planner: a backup runs against
+        the client Service whatever the members are doing, and it changes nothing the
+        planner reads."""
+        rkv = RaftKVObject.from_body(body)
+        name = b.cronjob_name(rkv.name)
+        wanted = b.cronjob(rkv, self.config.default_image)
+        if wanted is None and "backup" not in (body.get("status") or {}):
+            # Never had backups (status.backup is written with the CronJob): no API
+            # call at all. The CronJob is owned by the RaftKV, so it goes with it
+            # in any case.
+            return None
+        existing = await self.kube.read("CronJob", rkv.namespace, name)
+        if wanted is None:
+            if existing is not None:
+                await self.kube.delete_cronjob(rkv.namespace, name)
+                self.events_for(body)("Normal", "BackupsDisabled", f"deleted CronJob {name}")
+            return None
+        if existing is None:
+            kopf.adopt(wanted, owner=kopf.Body(cast(kopf.RawBody, dict(body))))
+            if await self.kube.create(wanted):
+                self.events_for(body)("Normal", "BackupScheduled", f"created CronJob {name}")
+        elif b.needs_update(existing, wanted):
+            await self.kube.replace_cronjob(rkv.namespace, name, wanted)
+            self.events_for(body)("Normal", "BackupScheduleUpdated", f"updated CronJob {name}")
+        jobs, pods = await asyncio.gather(
+            self.kube.list_backup_jobs(rkv.namespace, rkv.name),
+            self.kube.list_backup_pods(rkv.namespace, rkv.name),
+        )
+        previous = (body.get("status") or {}).get("backup") or {}
+        new = b.backup_status([b.job_view(j, pods) for j in jobs], previous)
+        sink = self.events_for(body)
+        for kind, reason, message in b.backup_events(previous, new):
+            sink(kind, reason, message)
+        return new
+
+    async def _write_report(
+        self, body: JSON, snapshot: Snapshot, action: Action, backup: JSON | None = None
+    ) -> None:
         meta = body["metadata"]
         current = body.get("status") or {}
         new = report(
@@ -170,6 +226,37 @@ class Reconciler:
             current.get("conditions") or (),
             self.clock(),
         )
+        if backup is not None:
+            new["backup"] = backup
+            new["conditions"].append(
+                backup_condition(
+                    backup, current.get("conditions") or (), new["conditions"], self.clock()
+                )
+            )
         if all(current.get(k) == v for k, v in new.items()):
             return  # unchanged: no write, no new resourceVersion, no watch event
         await self.kube.patch_raftkv_status(meta.get("namespace"), meta["name"], new, None)
+
+
+def backup_condition(
+    backup: Mapping[str, Any],
+    previous: Sequence[Mapping[str, Any]],
+    report_conditions: Sequence[Mapping[str, Any]],
+    now: float,
+) -> JSON:
+    """``BackupFailing`` from ``status.backup``, its lastTransitionTime kept while the
+    status does not flip (as the report's own conditions do)."""
+    state, why, text = b.failing_condition(backup)
+    before = next((c for c in previous if c.get("type") == b.BACKUP_FAILING), {})
+    since = before.get("lastTransitionTime") if before.get("status") == state else None
+    generation = next((c.get("observedGeneration") for c in report_conditions), None)
+    cond: JSON = {
+        "type": b.BACKUP_FAILING,
+        "status": state,
+        "reason": why,
+        "message": text[:32768],
+        "lastTransitionTime": since or format_time(now),
+    }
+    if generation is not None:
+        cond["observedGeneration"] = generation
+    return cond

@@ -44,6 +44,7 @@ from raftkv_operator.model import (
     Wait,
 )
 from raftkv_operator.planner import quorum_problem
+from raftkv_operator.restore import RESTORED, restored_condition
 from raftkv_operator.rolling import stale_members, updated_members
 
 JSON = dict[str, Any]
@@ -328,6 +329,8 @@ def conditions(
     ]
     if observed.spec.member_revision:
         rows.append((ROLLING, rolling_condition(observed)))
+    if observed.spec.restore_from:
+        rows.append((RESTORED, restored_condition(observed, not bootstrapping)))
     for kind, (state, why, text) in rows:
         before = old.get(kind) or {}
         # lastTransitionTime moves only when the status flips, as in core conditions.

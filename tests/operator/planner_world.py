@@ -203,6 +203,10 @@ class World:
     timeout: float = 60.0
     pod_serial: int = 0
     deleted_on_purpose: list[tuple[int, str | None]] = field(default_factory=list)
+    # restore (spec.restore): the member id `raftkv snapshot restore` picks for ordinal 0
+    # (None: no restore), and whether the backup is broken (the init container fails)
+    restore_id: int | None = None
+    restore_broken: bool = False
 
     # ------------------------------------------------------------------ member processes
 
@@ -310,6 +314,7 @@ class World:
                 member_revision=self.revision,
                 upgrade_stabilization_seconds=self.stabilization,
                 upgrade_timeout_seconds=self.timeout,
+                restore_from="" if self.restore_id is None else "s3://backups/kv.snapshot",
             ),
             status=self.status,
             now=self.now,
@@ -319,6 +324,9 @@ class World:
             pvcs=snap.pvcs,
             raft=self.raft_view(),
             restart=self.restart,
+            restore_failure=(
+                "is corrupt: its SHA-256 is ..." if self.restore_broken and 0 in self.pods else None
+            ),
         )
 
     @staticmethod
@@ -514,12 +522,16 @@ class World:
             if not self.formed:
                 # Ordinal 0 bootstraps, told so by the operator (in-flight BOOTSTRAP).
                 if k == 0 and change is not None and change.kind is ChangeKind.BOOTSTRAP:
-                    pvc.data = change.member_id
-                    self.config = {change.member_id: False}
-                    self.ordinal_of[change.member_id] = 0
-                    self.ever_added.add(change.member_id)
-                    self.leader, self.term, self.commit = change.member_id, 1, 1
-                    self.match = {change.member_id: 1}
+                    # A restore picks its own id (or fails and nothing starts).
+                    if self.restore_broken:
+                        continue
+                    first = change.member_id if self.restore_id is None else self.restore_id
+                    pvc.data = first
+                    self.config = {first: False}
+                    self.ordinal_of[first] = 0
+                    self.ever_added.add(first)
+                    self.leader, self.term, self.commit = first, 1, 1
+                    self.match = {first: 1}
                     self.formed = True
                 continue
             for m, learner in self.config.items():

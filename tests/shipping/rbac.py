@@ -39,6 +39,11 @@ OPERATOR_CALLS: dict[Call, str] = {
     Call("", "pods", "delete"): "delete_pod: a rolling change restarts one member",
     Call("", "persistentvolumeclaims", "list"): "list_pvcs: claims of a deleted RaftKV",
     Call("", "persistentvolumeclaims", "delete"): "delete_pvc: claims of removed members",
+    Call("batch", "cronjobs", "get"): "read: the backup CronJob of spec.backup",
+    Call("batch", "cronjobs", "create"): "create: the backup CronJob",
+    Call("batch", "cronjobs", "patch"): "replace_cronjob: spec.backup changed",
+    Call("batch", "cronjobs", "delete"): "delete_cronjob: spec.backup removed",
+    Call("batch", "jobs", "list"): "list_backup_jobs: status.backup from the Jobs",
 }
 
 #: The operator's own cluster-wide calls: with a namespace-scoped Role it goes without.

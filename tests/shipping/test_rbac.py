@@ -119,7 +119,7 @@ def _call_of(http_method: str, path: str) -> Call:
 def derived_operator_calls() -> set[Call]:
     tree = ast.parse(KUBE_PY.read_text())
     apis = _api_classes(tree)
-    assert set(apis) == {"core", "apps", "policy", "custom", "extensions"}, apis
+    assert set(apis) == {"core", "apps", "policy", "custom", "extensions", "batch"}, apis
     return {_call_of(*_http_of(api, method)) for api, method in _client_calls(tree, apis)}
 
 

@@ -142,6 +142,30 @@ def test_every_request_the_operator_makes_is_granted(
             ready_pod(api, 0)
             wait_for("the roll", lambda: _in_sync(custom), timeout=30, ignore=ApiException)
 
+            # Scheduled backups: the CronJob is created, rewritten when the schedule
+            # changes (its Jobs listed on every pass), and deleted with spec.backup.
+            batch = kubernetes.client.BatchV1Api(api)
+
+            def schedule() -> str | None:
+                found = batch.list_namespaced_cron_job(NS).items
+                return str(found[0].spec.schedule) if found else None
+
+            for cron in ("0 3 * * *", "0 4 * * *"):
+                backup = {"schedule": cron, "s3": {"bucket": "bkp", "credentialsSecret": "s3"}}
+                custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, NS, PLURAL, "kv", {"spec": {"backup": backup}}
+                )
+                wait_for(
+                    f"the CronJob at {cron}",
+                    lambda cron=cron: schedule() == cron,  # type: ignore[misc]
+                    timeout=30,
+                    ignore=ApiException,
+                )
+            custom.patch_namespaced_custom_object(
+                GROUP, VERSION, NS, PLURAL, "kv", {"spec": {"backup": None}}
+            )
+            wait_for("the CronJob to go", lambda: schedule() is None, timeout=30)
+
             custom.patch_namespaced_custom_object_scale(
                 GROUP, VERSION, NS, PLURAL, "kv", {"spec": {"replicas": 2}}
             )

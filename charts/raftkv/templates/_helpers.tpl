@@ -130,4 +130,13 @@ operator/raftkv_operator/kube.py and compares them with these rules.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "create"]
+# Scheduled backups (spec.backup): the CronJob is kept as the spec renders it, and
+# deleted when backups are turned off; its Jobs are listed for status.backup (the
+# results are their pods' termination messages, read with the pods list above).
+- apiGroups: ["batch"]
+  resources: ["cronjobs"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["list"]
 {{- end -}}
