@@ -96,6 +96,7 @@ def test_a_taken_default_etcd_port_only_warns(tmp_path: Path) -> None:
             "--data-dir", str(tmp_path / "data"),
             "--listen-client", f"127.0.0.1:{client}",
             "--listen-peer", f"127.0.0.1:{peer}",
+            etcd_default=True,
         )  # fmt: skip
         log = tmp_path / "member.log"
         proc = spawn_member(argv, log)

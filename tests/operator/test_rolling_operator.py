@@ -41,7 +41,7 @@ from support.wait import wait_for
 K8S_VERSION = "1.30"
 MERGE = "application/merge-patch+json"
 LABELS = {"app.kubernetes.io/name": "raftkv", "app.kubernetes.io/instance": "kv"}
-TIMEOUT = 60.0  # a deadline for each wait, not a duration
+TIMEOUT = 240.0  # a deadline for each wait, not a duration (coverage slows kopf 3x)
 
 
 class RollingMembers(FakeMembers):
@@ -189,7 +189,7 @@ def raftkv(image: str) -> dict[str, Any]:
         "spec": {
             "replicas": 3,
             "image": image,
-            "upgrade": {"stabilizationSeconds": 0, "timeoutSeconds": 3},
+            "upgrade": {"stabilizationSeconds": 0, "timeoutSeconds": 20},
         },
     }
 

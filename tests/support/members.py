@@ -37,9 +37,17 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def serve_command(*flags: str, program: Sequence[str] = RAFTKV) -> list[str]:
-    """The argv of ``raftkv serve <flags>``; ``program`` is how to run ``raftkv``."""
-    return [*program, "serve", *flags]
+def serve_command(
+    *flags: str, program: Sequence[str] = RAFTKV, etcd_default: bool = False
+) -> list[str]:
+    """The argv of ``raftkv serve <flags>``; ``program`` is how to run ``raftkv``.
+
+    Unless the flags name ``--listen-etcd`` (or ``etcd_default``), the etcd API is
+    turned off: its default port (client port + 10000) is one the test did not reserve,
+    and across a suite that starts hundreds of members such ports land on ones that
+    ``free_port`` has just handed to another test's member."""
+    extra = [] if etcd_default or "--listen-etcd" in flags else ["--listen-etcd", "off"]
+    return [*program, "serve", *flags, *extra]
 
 
 def spawn_member(
