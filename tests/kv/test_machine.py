@@ -500,6 +500,13 @@ class MachineModel(RuleBasedStateMachine):
     def same_revision_and_leases(self) -> None:
         assert self.a.sm.revision == self.rev
         assert len(self.a.sm) == len(self._now())
+        for key in (*KEYS, *(k + b"!" for k in KEYS)):
+            kv, want = self.a.sm.get(key), self._now().get(key)
+            if want is None:
+                assert kv is None
+            else:
+                assert kv is not None
+                assert (kv.value, kv.mod_revision) == (want.value, want.mod)
         assert self.a.sm.lessor.leases() == sorted(self.leases)
         for lid, ks in self.leases.items():
             info = self.a.sm.lessor.lookup(lid)

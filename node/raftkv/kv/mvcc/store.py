@@ -144,6 +144,10 @@ class MVCCStore:
 
     def get(self, key: bytes, revision: int = 0) -> KeyValue | None:
         """The key's kv at `revision` (0: now), or None."""
+        if revision <= 0 and key:
+            # The single-key read of the hot path: one index lookup, no RangeRequest.
+            found = self._index.get(key, self._current_rev)
+            return None if found is None else self._kvs[found[0]]
         kvs = self.range(key, revision=revision).kvs
         return kvs[0] if kvs else None
 
