@@ -36,6 +36,7 @@ from . import etcdjson as J
 from . import schema as S
 from .deps import NodeDep
 from .kv import prefix_range
+from .outcome import header
 
 router = APIRouter(tags=["watch"], responses=S.ERRORS)
 
@@ -102,13 +103,7 @@ def _line(node: Node, r: WatchResponse) -> bytes:
 
 
 def _encode(node: Node, r: WatchResponse) -> bytes:
-    h = {
-        "cluster_id": node.cfg.cluster_id,
-        "member_id": node.member_id,
-        "revision": r.revision,
-        "raft_term": node.raw.term if node.raw is not None else 0,
-    }
-    out: dict[str, Any] = {"header": h, "watch_id": r.watch_id}
+    out: dict[str, Any] = {"header": header(node, r.revision), "watch_id": r.watch_id}
     if r.created:
         out["created"] = True
     if r.events:

@@ -315,9 +315,6 @@ class StateMachine:
     def expired_leases(self) -> list[int]:
         return self.lessor.expired(self._clock())
 
-    def now(self) -> float:
-        return self._clock()
-
     # -- snapshots -----------------------------------------------------------------
 
     def snapshot(self) -> bytes:
