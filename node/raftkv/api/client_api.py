@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from ..server import errors as E
 from ..server.node import Node
@@ -32,6 +33,26 @@ __all__ = ["KVFastPath", "MetricsMiddleware", "create_client_app", "error_respon
 log = logging.getLogger("raftkv.api")
 
 
+class ClientApp(FastAPI):
+    """The FastAPI app with the KV fast path in front of everything FastAPI adds per
+    request (its telemetry check, body-limit and error middleware, the middleware
+    stack): the fast path answers single-key and txn requests itself and hands the
+    rest to FastAPI, so those layers cost the hot path nothing."""
+
+    fast_path: KVFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.fast_path
+        if fast is None:
+            await super().__call__(scope, receive, send)
+        else:
+            scope["app"] = self  # as Starlette sets it: handlers reach app.state
+            await fast(scope, receive, send)
+
+    async def call_fastapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
 def create_client_app(node: Node) -> FastAPI:
     forwarder = LeaderForwarder(timeout=node.cfg.request_timeout + 1)
 
@@ -43,7 +64,9 @@ def create_client_app(node: Node) -> FastAPI:
         finally:
             await forwarder.aclose()
 
-    app = FastAPI(title="raftkv", version="v1", docs_url="/docs", redoc_url=None, lifespan=lifespan)
+    app = ClientApp(
+        title="raftkv", version="v1", docs_url="/docs", redoc_url=None, lifespan=lifespan
+    )
     app.state.node = node
     app.state.forwarder = forwarder
     app.state.kv = handlers = kv.KVHandlers(node)
@@ -53,9 +76,8 @@ def create_client_app(node: Node) -> FastAPI:
     _add_exception_handlers(app)
     for module in (kv, txn, leases, watch, snapshot, members, status):
         app.include_router(module.router)
-    # Outermost, so added last.
-    app.add_middleware(
-        KVFastPath,
+    app.fast_path = KVFastPath(
+        app.call_fastapi,
         handlers={"PUT": handlers.put, "GET": handlers.get, "DELETE": handlers.delete},
         observe=observe,
         exact={("POST", "/v1/txn"): rt.txn, ("POST", "/v1/range"): rt.range},

@@ -106,6 +106,8 @@ def conditions(request: Request, key: bytes) -> tuple[Compare, ...]:
 
 
 def int_param(request: Request, name: str, *, low: int = 0) -> int:
+    if not request.scope.get("query_string"):
+        return 0  # most requests have none: skip building QueryParams
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return 0

@@ -9,6 +9,7 @@ field's name). The CLI only turns those options into argparse arguments.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import ipaddress
 import typing
@@ -49,9 +50,11 @@ def parse_initial_cluster(spec: str) -> list[InitialMember]:
     return out
 
 
+@functools.lru_cache(maxsize=8)
 def cluster_id_for(token: str) -> str:
     """Every member of one cluster derives the same id from the shared token; peers
-    with another id are refused, so two clusters on one network cannot mix."""
+    with another id are refused, so two clusters on one network cannot mix. Cached:
+    every response header carries it."""
     return hashlib.sha256(b"raftkv-cluster:" + token.encode()).hexdigest()[:16]
 
 

@@ -34,6 +34,17 @@ class TreeIndex:
         for k in self._keys:
             yield index[k]
 
+    @classmethod
+    def from_key_indexes(cls, kis: list[KeyIndex]) -> TreeIndex:
+        """An index of distinct keys built at once (snapshot restore): one sort,
+        where inserting them one by one would move the key array for each."""
+        t = cls()
+        t._index = {ki.key: ki for ki in kis}
+        if len(t._index) != len(kis):
+            raise ValueError("duplicate key index")
+        t._keys = sorted(t._index)
+        return t
+
     def insert(self, ki: KeyIndex) -> None:
         """Add a whole key index (snapshot restore); the key must be new."""
         if ki.key in self._index:

@@ -460,8 +460,10 @@ class WatchHub:
         if rev <= self._last_published:
             raise ValueError(f"revision {rev} published after revision {self._last_published}")
         self._last_published = rev
-        matched: dict[_Watcher, list[Event]] = {}
         ranges = self._synced_ranges
+        if not ranges and not self._synced_keys:
+            return  # nobody is listening live: the usual case on a busy write path
+        matched: dict[_Watcher, list[Event]] = {}
         for ev in events:
             k = ev.kv.key
             for w in self._synced_keys.get(k, ()):
