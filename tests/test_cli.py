@@ -133,6 +133,7 @@ SAMPLES: dict[str, tuple[str, list[str], dict[str, Any]]] = {
     ),
     "--auto-compaction-retention": ("2h", [], {"auto_compaction_retention": "2h"}),
     "--watch-progress-interval": ("30", [], {"watch_progress_interval": 30.0}),
+    "--watch-batch-interval": ("0.005", [], {"watch_batch_interval": 0.005}),
     "--watch-max-buffered-events": ("64", [], {"watch_max_buffered_events": 64}),
     "--watch-max-lag-revisions": ("500", [], {"watch_max_lag_revisions": 500}),
     "--log-format": ("json", [], {"log_format": "json"}),

@@ -144,6 +144,7 @@ LEGACY_FLAGS = {
     "--auto-compaction-mode",
     "--auto-compaction-retention",
     "--watch-progress-interval",
+    "--watch-batch-interval",
     "--watch-max-buffered-events",
     "--watch-max-lag-revisions",
     "--log-format",

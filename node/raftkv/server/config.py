@@ -318,6 +318,14 @@ class ServerConfig:
             "aside to catch up from history"
         ),
     )
+    watch_batch_interval: float = field(
+        default=0.01,
+        metadata=_flag(
+            help="seconds a watch stream that has just sent waits before it sends again, "
+            "so that under a high write rate each send carries many revisions; a send "
+            "after a quiet spell goes at once; 0 sends every applied batch"
+        ),
+    )
     watch_max_lag_revisions: int = field(
         default=10_000,
         metadata=_flag(
@@ -538,10 +546,11 @@ def config_from_values(values: Mapping[str, Any]) -> ServerConfig:
         v["watch_max_lag_revisions"] < 1
         or v["watch_max_buffered_events"] < 1
         or v["watch_progress_interval"] <= 0
+        or not 0 <= v["watch_batch_interval"] <= 1
     ):
         raise ValueError(
             "--watch-max-lag-revisions and --watch-max-buffered-events must be at least 1, "
-            "--watch-progress-interval above 0"
+            "--watch-progress-interval above 0, --watch-batch-interval between 0 and 1"
         )
     cfg = ServerConfig(**v)
     check_tls_schemes(cfg)

@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import TypeVar
 
 from raftkv.kv.mvcc.errors import Compacted
 from raftkv.kv.mvcc.kv import Event, EventType
@@ -47,6 +48,7 @@ from .response import (
 )
 
 History = Callable[[int], Sequence[Event]]
+K = TypeVar("K")
 """(start_revision) -> every event at revisions >= start_revision, in revision order
 (`MVCCStore.events`); raises `Compacted` when they are no longer all there."""
 
@@ -100,6 +102,7 @@ class _Watcher:
         "prev_kv",
         "progress_notify",
         "range_end",
+        "shape_key",
         "state",
         "terminal",
     )
@@ -120,6 +123,8 @@ class _Watcher:
         self.no_put = Filter.NOPUT in filters
         self.no_delete = Filter.NODELETE in filters
         self.prev_kv = prev_kv
+        self.shape_key = (self.no_put, self.no_delete, prev_kv)
+        """Watchers with equal shape keys get the same events shaped the same way."""
         self.progress_notify = progress_notify
         self.next_rev = next_rev
         """etcd's minRev: every event this watch wants below it is buffered or sent
@@ -152,6 +157,13 @@ class _Watcher:
                     b = bare[id(ev)] = replace(ev, prev_kv=None)
                 out.append(b)
         return tuple(out)
+
+
+def _leave(groups: dict[K, dict[_Watcher, None]], key: K, w: _Watcher) -> None:
+    group = groups[key]
+    del group[w]
+    if not group:
+        del groups[key]
 
 
 class _Budget:
@@ -313,8 +325,9 @@ class WatchHub:
         self._next_stream_id = 1
         self._synced_keys: dict[bytes, dict[_Watcher, None]] = {}
         """Synced single-key watchers by key (etcd's keyWatchers)."""
-        self._synced_ranges: dict[_Watcher, None] = {}
-        """Synced range watchers (etcd keeps an interval tree; a scan here)."""
+        self._synced_ranges: dict[tuple[bytes, bytes], dict[_Watcher, None]] = {}
+        """Synced range watchers by (key, range_end): a fan-out of one prefix is one
+        group, matched once per event (etcd keeps an interval tree; a scan here)."""
         self._n_synced = 0
         self._unsynced: dict[_Watcher, None] = {}
         self._last_published = 0
@@ -410,7 +423,7 @@ class WatchHub:
     def _add_synced(self, w: _Watcher) -> None:
         w.state = _State.SYNCED
         if w.range_end:
-            self._synced_ranges[w] = None
+            self._synced_ranges.setdefault((w.key, w.range_end), {})[w] = None
         else:
             self._synced_keys.setdefault(w.key, {})[w] = None
         self._n_synced += 1
@@ -423,12 +436,9 @@ class WatchHub:
     def _ungroup(self, w: _Watcher) -> None:
         if w.state is _State.SYNCED:
             if w.range_end:
-                del self._synced_ranges[w]
+                _leave(self._synced_ranges, (w.key, w.range_end), w)
             else:
-                group = self._synced_keys[w.key]
-                del group[w]
-                if not group:
-                    del self._synced_keys[w.key]
+                _leave(self._synced_keys, w.key, w)
             self._n_synced -= 1
         elif w.state is _State.UNSYNCED:
             del self._unsynced[w]
@@ -461,37 +471,51 @@ class WatchHub:
             raise ValueError(f"revision {rev} published after revision {self._last_published}")
         self._last_published = rev
         ranges = self._synced_ranges
-        if not ranges and not self._synced_keys:
+        keys = self._synced_keys
+        if not ranges and not keys:
             return  # nobody is listening live: the usual case on a busy write path
-        matched: dict[_Watcher, list[Event]] = {}
-        for ev in events:
-            k = ev.kv.key
-            for w in self._synced_keys.get(k, ()):
-                matched.setdefault(w, []).append(ev)
-            for w in ranges:
-                if w.matches(k):
-                    matched.setdefault(w, []).append(ev)
+        hits: list[tuple[dict[_Watcher, None], list[Event]]] = []
+        if keys:
+            by_key: dict[bytes, list[Event]] = {}
+            for ev in events:
+                k = ev.kv.key
+                if k in keys:
+                    by_key.setdefault(k, []).append(ev)
+            hits.extend((keys[k], evs) for k, evs in by_key.items())
+        for (start, end), group in ranges.items():
+            matched = [ev for ev in events if in_range(ev.kv.key, start, end)]
+            if matched:
+                hits.append((group, matched))
         bare: dict[int, Event] = {}
-        for w, wevs in matched.items():
-            if rev < w.next_rev:
-                continue
-            shaped = w.shape(wevs, bare)
-            if shaped:
-                if w.buffered and w.buffered + len(shaped) > self._max_buffered:
-                    self._ungroup(w)
-                    w.next_rev = rev
-                    self._add_unsynced(w, rev)
-                    self._moved_unsynced += 1
+        max_buffered = self._max_buffered
+        too_full: list[_Watcher] = []
+        for group, evs in hits:
+            shaped_for: dict[tuple[bool, bool, bool], tuple[Event, ...]] = {}
+            for w in group:
+                if rev < w.next_rev:
                     continue
-                w.buf.append((rev, shaped))
-                w.buffered += len(shaped)
-            w.next_rev = rev + 1
+                shaped = shaped_for.get(w.shape_key)
+                if shaped is None:
+                    shaped = shaped_for[w.shape_key] = w.shape(evs, bare)
+                if shaped:
+                    if w.buffered and w.buffered + len(shaped) > max_buffered:
+                        too_full.append(w)
+                        continue
+                    w.buf.append((rev, shaped))
+                    w.buffered += len(shaped)
+                w.next_rev = rev + 1
+        for w in too_full:
+            self._ungroup(w)
+            w.next_rev = rev
+            self._add_unsynced(w, rev)
+            self._moved_unsynced += 1
 
     def restored(self) -> None:
         """The store was replaced by a snapshot: every synced watcher catches up from
         the new store's history (etcd's watchableStore.Restore)."""
         cur = self._current()
-        for w in [*self._synced_ranges, *(w for g in self._synced_keys.values() for w in g)]:
+        groups = [*self._synced_ranges.values(), *self._synced_keys.values()]
+        for w in [w for g in groups for w in g]:
             self._ungroup(w)
             self._add_unsynced(w, cur)
         self._last_published = cur

@@ -25,9 +25,12 @@ class Filter(IntEnum):
     NODELETE = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WatchResponse:
     """etcd's `pb.WatchResponse` (the header reduced to its revision; no fragments).
+    Treat it as immutable; it is not frozen only because a fan-out builds one per
+    watcher per revision, and a frozen dataclass's `__init__` costs three times as
+    much.
 
     - `created`: the answer to a create (`watch_id` -1 and `canceled` when refused,
       with `cancel_reason`);
