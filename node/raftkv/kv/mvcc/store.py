@@ -168,6 +168,9 @@ class MVCCStore:
         return RangeResponse(cur_rev, tuple(kvs), more, total)
 
     def _read_kvs(self, key: bytes, range_end: bytes, rev: int) -> list[KeyValue]:
+        if not range_end:  # one key (a txn's compare, a put's previous value)
+            found = self._index.get(key, rev)
+            return [] if found is None else [self._kvs[found[0]]]
         revs, _ = self._index.revisions(key, range_end, rev)
         return [self._kvs[r] for r in revs]
 
