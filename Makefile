@@ -57,12 +57,16 @@ bench: $(STAMP)
 	$(BIN)/python bench/wal_bench.py
 
 # The benchmarks that start members use the test helpers (tests/support).
-.PHONY: bench-kv bench-nemesis
+.PHONY: bench-kv bench-nemesis bench-grpc
 bench-kv: $(STAMP)
 	PYTHONPATH=tests $(BIN)/python bench/kv_bench.py
 
 bench-nemesis: $(STAMP)
 	PYTHONPATH=tests $(BIN)/python bench/nemesis_soak.py
+
+# raftkv vs etcd 3.4 over etcd's v3 gRPC API (docs/etcd.md, "Benchmark").
+bench-grpc: $(STAMP)
+	PYTHONPATH=tests $(BIN)/python bench/grpc_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

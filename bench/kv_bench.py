@@ -17,17 +17,17 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-# The shared test helpers come from tests/ (pytest's pythonpath): run this with
+# The clusters (and the member spawner of tests/support they use): run this with
 # PYTHONPATH=tests, as `make bench-kv` does.
-from support.members import free_port, serve_command, spawn_member
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clusters import Cluster, start_etcd, start_raftkv, wait_http
+
+__all__ = ["Cluster", "start_etcd", "start_raftkv", "wait_http"]
 
 HERE = Path(__file__).resolve().parent
 CASES = [
@@ -39,117 +39,6 @@ CASES = [
     ("txn", 64),
     ("range1k", 16),
 ]
-
-
-def wait_http(
-    url: str, timeout: float = 30, method: str = "GET", body: bytes | None = None
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            req = urllib.request.Request(url, data=body, method=method)
-            with urllib.request.urlopen(req, timeout=1) as r:
-                if r.status < 300:
-                    return
-        except Exception:
-            time.sleep(0.2)
-    raise TimeoutError(url)
-
-
-class Cluster:
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.endpoints: list[str] = []
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-    def peak_rss_mb(self) -> list[float]:
-        out = []
-        for p in self.procs:
-            try:
-                for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        out.append(int(line.split()[1]) / 1024)
-            except OSError:
-                out.append(float("nan"))
-        return out
-
-
-def start_raftkv(root: Path) -> Cluster:
-    c = Cluster()
-    ports = [(free_port(), free_port()) for _ in range(3)]
-    initial = ",".join(f"m{i + 1}=http://127.0.0.1:{pp}" for i, (_, pp) in enumerate(ports))
-    for i, (cp, pp) in enumerate(ports):
-        argv = serve_command(
-            "--name",
-            f"m{i + 1}",
-            "--data-dir",
-            str(root / f"raftkv-m{i + 1}"),
-            "--listen-client",
-            f"127.0.0.1:{cp}",
-            "--listen-peer",
-            f"127.0.0.1:{pp}",
-            "--initial-cluster",
-            initial,
-            "--peer-secret",
-            "bench",
-            "--log-level",
-            "warning",
-        )
-        c.procs.append(spawn_member(argv, root / f"raftkv-m{i + 1}.log"))
-        c.endpoints.append(f"http://127.0.0.1:{cp}")
-    for ep in c.endpoints:
-        wait_http(ep + "/readyz")
-    return c
-
-
-def start_etcd(root: Path) -> Cluster | None:
-    etcd = shutil.which("etcd")
-    if etcd is None:
-        return None
-    c = Cluster()
-    ports = [(free_port(), free_port()) for _ in range(3)]
-    initial = ",".join(f"e{i + 1}=http://127.0.0.1:{pp}" for i, (_, pp) in enumerate(ports))
-    for i, (cp, pp) in enumerate(ports):
-        c.procs.append(
-            spawn_member(
-                [
-                    etcd,
-                    "--name",
-                    f"e{i + 1}",
-                    "--data-dir",
-                    str(root / f"etcd-e{i + 1}"),
-                    "--listen-client-urls",
-                    f"http://127.0.0.1:{cp}",
-                    "--advertise-client-urls",
-                    f"http://127.0.0.1:{cp}",
-                    "--listen-peer-urls",
-                    f"http://127.0.0.1:{pp}",
-                    "--initial-advertise-peer-urls",
-                    f"http://127.0.0.1:{pp}",
-                    "--initial-cluster",
-                    initial,
-                    "--initial-cluster-state",
-                    "new",
-                    "--log-level",
-                    "error",
-                ],
-                root / f"etcd-e{i + 1}.log",
-            )
-        )
-        c.endpoints.append(f"http://127.0.0.1:{cp}")
-    for ep in c.endpoints:
-        wait_http(ep + "/health")
-    return c
 
 
 def load(

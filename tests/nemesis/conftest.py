@@ -1,6 +1,9 @@
 """The nemesis needs root and iproute2 (network namespaces); without them its tests skip
 with the reason. The soak (`-m soak`, or RAFTKV_SOAK=1) is skipped by default.
 
+The same run with its clients on etcd's gRPC API is test_grpc_nemesis.py: one seed in
+the default suite, three more (seed + 1..3) in the soak.
+
 RAFTKV_NEMESIS_SEED=N         seed of the CI-sized run (default 1)
 RAFTKV_NEMESIS_SOAK_SECONDS=N fault time of the soak (default 900)
 RAFTKV_NEMESIS_OUT=DIR        keep the runs' outputs there instead of pytest's tmp dir
