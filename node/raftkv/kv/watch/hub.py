@@ -177,6 +177,13 @@ class _Budget:
         self.sent = 0
         self.spent = False
 
+    def take_all(self, n: int) -> None:
+        """Spend `n` (<= left, not spent): what `take` per revision would do."""
+        self.sent += n
+        self.left -= n
+        if self.left <= 0:
+            self.spent = True
+
     def take(self, n: int) -> bool:
         if self.spent or (self.sent and n > self.left):
             self.spent = True
@@ -545,6 +552,14 @@ class WatchHub:
         history = _HistoryWindow(self._history, (w.next_rev for w in to_sync if w.next_rev <= cur))
         budget = _Budget(max_events)
         for w in ws:
+            if w.buf and w.buffered <= budget.left and not budget.spent:
+                # All of it fits (the usual case): one pass, no per-revision checks.
+                wid = w.id
+                out.extend([WatchResponse(wid, rev, evs) for rev, evs in w.buf])
+                budget.take_all(w.buffered)
+                w.buf.clear()
+                w.buffered = 0
+                w.idle = False
             while w.buf and budget.take(len(w.buf[0][1])):
                 rev, evs = w.buf.popleft()
                 w.buffered -= len(evs)
