@@ -4,7 +4,8 @@ One story in steps (a failed step skips the rest; the fixture always cleans up):
 install the operator (``kubectl apply -k manifests/`` or ``helm install``), create a
 3-member RaftKV and wait until it is Available, write and read through the client
 Service, scale 3 → 5 → 3 with ``kubectl scale`` under continuous writes, delete the
-leader's pod, check that every acknowledged write survived, that ``kubectl get rkv``
+leader's pod, roll a configuration change through the members, check that every
+acknowledged write survived, that ``kubectl get rkv``
 shows leader/term/commit and that every member's ``/metrics`` is sane, then uninstall
 and check that nothing but retained PVCs is left.
 
@@ -14,13 +15,14 @@ image pulls and volume provisioning take minutes on some clusters).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
 import pytest
 from raftkv_e2e import state
 from raftkv_e2e.cluster import Scenario
-from raftkv_e2e.config import CRD_NAME
+from raftkv_e2e.config import CRD_NAME, MEMBER_REVISION_LABEL
 from raftkv_e2e.metrics import MemberMetrics, check_members
 from raftkv_e2e.printer import COLUMNS, RaftKVRow
 from raftkv_e2e.wait import NotYet, wait_for
@@ -216,6 +218,48 @@ def test_deleting_the_leaders_pod(scenario: Scenario) -> None:
         1,
     )
     log.info("leader %s → %s, term %d → %d", leader_pod, new_leader, term, new_term)
+
+
+def test_rolling_config_change_under_writes(scenario: Scenario) -> None:
+    """A Raft setting changes the pod template, so the operator rolls the members one
+    at a time (followers first, the leader last, after moving leadership away) while
+    the writer goes on; every member keeps its id and every pod ends at the new
+    revision."""
+    writer = scenario.start_writer()
+    ids_before = scenario.member_ids()
+    _, first_leader, _ = scenario.leader()
+    uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in scenario.pods()}
+    acks_before = writer.acks
+    patch = {"spec": {"raft": {"snapshotCount": 20000}}}
+    log.info("kubectl patch rkv/%s %s", scenario.name, patch)
+    scenario.kubectl.api(
+        "patch", "rkv", scenario.name, "-n", scenario.ns, "--type=merge", "-p", json.dumps(patch)
+    )
+    restarted: list[str] = []
+
+    def rolled() -> bool:
+        pods = scenario.pods()
+        for p in pods:
+            name = p["metadata"]["name"]
+            if p["metadata"]["uid"] != uids.get(name) and name not in restarted:
+                restarted.append(name)
+        why = state.rollout_not_done(scenario.raftkv(), pods, MEMBER_REVISION_LABEL)
+        if why or len(restarted) < len(uids):
+            raise NotYet(why or f"restarted so far: {restarted}")
+        return True
+
+    wait_for("the rolling change to finish", rolled, 3 * scenario.config.timeout, 3)
+    obj = scenario.wait_in_sync(3)
+    assert state.member_ids(obj) == ids_before, "a rolled pod must come back as the same member"
+    assert sorted(restarted) == sorted(uids), f"each pod restarts once: {restarted}"
+    assert restarted[-1] == first_leader, f"the leader ({first_leader}) goes last: {restarted}"
+    wait_for(
+        "background writes to go on after the roll",
+        lambda: writer.acks >= acks_before + 10,
+        scenario.config.timeout,
+        1,
+    )
+    log.info("rolled %s; %s", restarted, writer.summary())
 
 
 def test_every_acknowledged_write_survived(scenario: Scenario) -> None:

@@ -329,3 +329,32 @@ def test_default_storage_class() -> None:
     ]
     assert state.default_storage_class(classes) == "standard"
     assert state.default_storage_class(classes[:1]) is None
+
+
+def _pod(name: str, revision: str | None) -> JSON:
+    labels = {} if revision is None else {"raftkv.dev/member-revision": revision}
+    return {"metadata": {"name": name, "labels": labels}}
+
+
+def test_a_roll_is_done_when_complete_and_every_pod_is_at_the_target() -> None:
+    from raftkv_e2e.config import MEMBER_REVISION_LABEL
+
+    from raftkv_operator.objects import REVISION_LABEL
+
+    assert MEMBER_REVISION_LABEL == REVISION_LABEL
+    done = raftkv(rollout={"phase": "Complete", "targetRevision": "r2"})
+    pods = [_pod("kv-0", "r2"), _pod("kv-1", "r2")]
+    assert state.rollout_not_done(done, pods, REVISION_LABEL) is None
+    stale = state.rollout_not_done(done, [*pods, _pod("kv-2", "r1")], REVISION_LABEL)
+    assert stale is not None
+    assert "kv-2" in stale
+    assert state.rollout_not_done(done, [_pod("kv-0", None)], REVISION_LABEL) is not None
+    rolling = raftkv(rollout={"phase": "Rolling", "targetRevision": "r2"})
+    assert "Rolling" in (state.rollout_not_done(rolling, pods, REVISION_LABEL) or "")
+    assert state.rollout_not_done(raftkv(), pods, REVISION_LABEL) is not None
+
+
+def test_a_stopped_roll_fails_the_wait_at_once() -> None:
+    stopped = raftkv(rollout={"phase": "Stopped", "reason": "kv-1 did not come back"})
+    with pytest.raises(AssertionError, match="stopped"):
+        state.rollout_not_done(stopped, [], "raftkv.dev/member-revision")

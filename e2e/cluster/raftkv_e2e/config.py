@@ -18,6 +18,9 @@ RELEASE = "raftkv"
 OPERATOR_DEPLOYMENT = "raftkv-operator"
 OPERATOR_CONTAINER = "operator"
 CRD_NAME = "raftkvs.raftkv.dev"
+MEMBER_REVISION_LABEL = "raftkv.dev/member-revision"
+"""The pod label the operator sets to the member revision (pod template hash) a pod
+runs; `status.rollout.targetRevision` is the one the spec renders."""
 #: The name of the RaftKV the suite creates (pods ``kv-0``.., Service ``kv-client``).
 RAFTKV_NAME = "kv"
 

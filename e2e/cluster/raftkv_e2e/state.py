@@ -356,3 +356,24 @@ def deployment_not_ready(dep: Mapping[str, Any] | None) -> str | None:
 
 def selector_string(match_labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(match_labels.items()))
+
+
+def rollout_not_done(
+    obj: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], label: str
+) -> str | None:
+    """Why a rolling change is not finished (None once `status.rollout` says Complete
+    and every pod carries the target revision); raises AssertionError when the
+    operator stopped it."""
+    rollout = (obj.get("status") or {}).get("rollout") or {}
+    phase = rollout.get("phase")
+    if phase == "Stopped":
+        raise AssertionError(f"the operator stopped the roll: {rollout}")
+    if phase != "Complete":
+        return f"rollout {rollout or 'not reported'}"
+    target = rollout.get("targetRevision")
+    stale = sorted(
+        p["metadata"]["name"]
+        for p in pods
+        if ((p["metadata"].get("labels") or {}).get(label)) != target
+    )
+    return f"pods {stale} not at revision {target}" if stale else None
