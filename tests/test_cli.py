@@ -126,6 +126,7 @@ SAMPLES: dict[str, tuple[str, list[str], dict[str, Any]]] = {
     "--request-timeout": ("1.5", [], {"request_timeout": 1.5}),
     "--stop-timeout": ("2", [], {"stop_timeout": 2.0}),
     "--max-txn-ops": ("64", [], {"max_txn_ops": 64}),
+    "--quota-backend-bytes": ("1048576", [], {"quota_backend_bytes": 1048576}),
     "--auto-compaction-mode": (
         "revision",
         ["--auto-compaction-retention", "100"],
@@ -167,6 +168,23 @@ SAMPLES: dict[str, tuple[str, list[str], dict[str, Any]]] = {
         "/pca.crt",
         ["--peer-cert-file", "/p.crt", "--peer-key-file", "/p.key"],
         {"peer_trusted_ca_file": "/pca.crt"},
+    ),
+    "--client-accept-plain": (
+        "",
+        ["--cert-file", "/c.crt", "--key-file", "/c.key"],
+        {"client_accept_plain": True},
+    ),
+    "--peer-accept-plain": (
+        "",
+        [
+            "--peer-cert-file",
+            "/p.crt",
+            "--peer-key-file",
+            "/p.key",
+            "--peer-trusted-ca-file",
+            "/pca.crt",
+        ],
+        {"peer_accept_plain": True},
     ),
     "--tls-reload-interval": ("0.5", [], {"tls_reload_interval": 0.5}),
     "--listen-etcd": ("0.0.0.0:12000", [], {"listen_etcd": "0.0.0.0:12000"}),

@@ -141,6 +141,7 @@ LEGACY_FLAGS = {
     "--request-timeout",
     "--stop-timeout",
     "--max-txn-ops",
+    "--quota-backend-bytes",
     "--auto-compaction-mode",
     "--auto-compaction-retention",
     "--watch-progress-interval",
@@ -157,6 +158,8 @@ LEGACY_FLAGS = {
     "--peer-cert-file",
     "--peer-key-file",
     "--peer-trusted-ca-file",
+    "--client-accept-plain",
+    "--peer-accept-plain",
     "--tls-reload-interval",
     # etcd's v3 gRPC API (docs/etcd.md)
     "--listen-etcd",

@@ -214,6 +214,12 @@ class TooLarge(RaftKVError):
     pass
 
 
+class NoSpace(RaftKVError):
+    """507 `no_space`: the cluster's space quota is used up (etcd's NOSPACE alarm).
+    Puts, txns with puts and lease grants are refused, certainly not applied, until
+    the alarm is disarmed; reads, deletes and compaction still work."""
+
+
 class Unavailable(RaftKVError):
     """No member could serve the request, and it certainly did not take effect."""
 
@@ -405,6 +411,8 @@ def _error_from_response(resp: httpx.Response, call: _Call) -> RaftKVError:
         return PreconditionFailed(code, message, status, current if current is not None else 0)
     if status == 413:
         return TooLarge(code, message, status)
+    if status == 507:
+        return NoSpace(code, message, status)
     # A gateway error without a raftkv error body means a proxy gave up on a request it
     # may have forwarded: for a write, that is an unknown outcome, not a refusal.
     if call.retry is not _Retry.READ and (
@@ -1497,6 +1505,7 @@ __all__ = [
     "LeaseNotFound",
     "ListPage",
     "Member",
+    "NoSpace",
     "NotFound",
     "PreconditionFailed",
     "Progress",

@@ -84,6 +84,10 @@ class StoreGauges:
     watch_events_sent: int
     slow_watchers_cancelled: int
     compacted_watchers_cancelled: int
+    space_bytes: int = 0
+    quota_bytes: int = 0
+    alarms: tuple[tuple[str, int], ...] = ()
+    """Active alarms as (type, member id): etcd's NOSPACE (`kv.alarm`)."""
 
 
 class _StoreCollector(Collector):
@@ -109,6 +113,24 @@ class _StoreCollector(Collector):
         }
         for name, (doc, value) in gauges.items():
             yield GaugeMetricFamily(name, doc, value=value)
+        yield GaugeMetricFamily(
+            "raftkv_space_estimate_bytes",
+            "Running estimate of the state machine's snapshot size (what the quota checks)",
+            value=g.space_bytes,
+        )
+        yield GaugeMetricFamily(
+            "raftkv_quota_backend_bytes",
+            "Space quota of this member (--quota-backend-bytes; 0: none)",
+            value=g.quota_bytes,
+        )
+        active = GaugeMetricFamily(
+            "raftkv_alarm_active",
+            "1 for each alarm active in the cluster (etcd's NOSPACE), by type and member",
+            labels=["alarm", "member_id"],
+        )
+        for alarm, member in g.alarms:
+            active.add_metric([alarm, str(member)], 1)
+        yield active
         counters = {
             "raftkv_watch_events_sent": ("Watch events sent to clients", g.watch_events_sent),
             "raftkv_slow_watchers_cancelled": (

@@ -146,8 +146,8 @@ def test_member_list_endpoint_status_and_health(cluster: LocalCluster) -> None:
     for m in cluster.members.values():
         assert by_name[m.name]["peerURLs"] == [m.peer_url]
         assert not by_name[m.name].get("isLearner", False)
-        # A member knows its own etcd URL; others' are derived by the default rule
-        # (client port + 10000), which these explicit test ports do not follow.
+        # A member's own etcd URL, as every member lists it (test_member_update.py
+        # checks the others').
         own = json.loads(etcdctl([m.etcd_endpoint], "-w", "json", "member", "list"))
         me = next(x for x in own["members"] if x["name"] == m.name)
         assert me["clientURLs"] == [f"http://{m.etcd_endpoint}"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..kv.alarm import NO_SPACE
 from ..kv.lease.errors import LeaseError
 from ..kv.machine import REQUEST_ID_CONFLICT, Failure, Outcome
 from ..kv.mvcc.errors import MVCCError
@@ -52,6 +53,10 @@ def failure_error(f: Failure) -> E.ApiError:
         return E.NotFound(f.message, code=f.code, extra=extra)
     if f.code in _CONFLICT:
         return E.Conflict(f.message, code=f.code, extra=extra)
+    if f.code == NO_SPACE:
+        return E.InsufficientStorage(f.message, extra=extra)
+    if f.code == "corrupt":  # a CORRUPT alarm raised by hand (docs/etcd.md)
+        return E.ApiError(f.message, code=f.code, extra=extra)
     return E.BadRequest(f.message, code=f.code, extra=extra)
 
 

@@ -24,7 +24,13 @@ class ClusterService(ServiceBase):
             raise X.NOT_CAPABLE
         out = []
         for m in node.registry.entries(raw.conf_state):
-            urls = [self.etcd_url] if m.id == node.member_id else _etcd_urls(m.client_urls)
+            info = node.registry.members.get(m.id)
+            if m.id == node.member_id:
+                urls = [self.etcd_url] if self.etcd_url else []
+            elif info is not None and info.etcd_urls:
+                urls = list(info.etcd_urls)  # what the member published
+            else:
+                urls = _etcd_urls(m.client_urls)  # a member that publishes none (older)
             out.append(
                 pb.Member(
                     ID=m.id,
@@ -125,6 +131,26 @@ class ClusterService(ServiceBase):
             await node.linearizable_barrier()
         return pb.MemberPromoteResponse(header=self.header(), members=self._members())
 
+    async def member_update(self, req: pb.MemberUpdateRequest, ctx: Any) -> pb.MemberUpdateResponse:
+        """etcd's MemberUpdate: new peer URLs for a member, through Raft (a member
+        attributes entry, which raftkv members also use to publish themselves), so
+        every member dials it there from then on. As with etcd, the member itself
+        must then listen there (restart it with the new `--listen-peer` /
+        `--advertise-peer-url`). Validated after a ReadIndex, on the member's
+        current registry."""
+        node = self.node
+        await node.linearizable_barrier()
+        raw = node.raw
+        assert raw is not None
+        try:
+            info = M.plan_member_update(
+                node.registry, raw.conf_state.members(), req.ID, list(req.peerURLs)
+            )
+            await node.update_member(info)
+        except E.ApiError as exc:
+            raise _member_error(exc) from None
+        return pb.MemberUpdateResponse(header=self.header(), members=self._members())
+
 
 def _member_error(exc: E.ApiError) -> X.EtcdError:
     """raftkv's membership refusals (`server.membership`) as etcd's."""
@@ -144,8 +170,8 @@ def _api_error(status: int, code: str, message: str) -> E.ApiError:
 
 
 def _etcd_urls(client_urls: tuple[str, ...]) -> list[str]:
-    """Another member's etcd endpoint, by the default rule (its client port +
-    10000): the member registry records only native client URLs (docs/etcd.md)."""
+    """Another member's etcd endpoint by the default rule (its client port + 10000),
+    for a member that has not published its own (one of a version before it did)."""
     out = []
     for url in client_urls:
         scheme, _, rest = url.partition("://")

@@ -65,6 +65,8 @@ LEARNER_NOT_READY = EtcdError(
 PEER_URL_EXIST = EtcdError(Code.FAILED_PRECONDITION, "etcdserver: Peer URLs already exists")
 MEMBER_BAD_URLS = EtcdError(Code.INVALID_ARGUMENT, "etcdserver: given member URLs are invalid")
 BAD_LEADER_TRANSFEREE = EtcdError(Code.FAILED_PRECONDITION, "etcdserver: bad leader transferee")
+NO_SPACE = EtcdError(Code.RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded")
+CORRUPT = EtcdError(Code.DATA_LOSS, "etcdserver: corrupt cluster")
 AUTH_NOT_ENABLED = EtcdError(Code.FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
 
 _BY_FAILURE: dict[str, EtcdError] = {
@@ -80,6 +82,8 @@ _BY_FAILURE: dict[str, EtcdError] = {
     "lease_expired": LEASE_NOT_FOUND,
     "lease_exists": LEASE_EXIST,
     "lease_ttl_too_large": LEASE_TTL_TOO_LARGE,
+    "no_space": NO_SPACE,
+    "corrupt": CORRUPT,
 }
 """State-machine refusals (`Failure.code`, = the MVCC/lessor error's `code`)."""
 

@@ -6,8 +6,8 @@ API (`EtcdServices`), so the two cannot drift.
 
 Errors are grpc-gateway's: `{"error", "code", "message"}` with the gRPC code's HTTP
 status. `/v3/lease/keepalive` takes one request and answers one result (etcd's is a
-stream: its gateway wraps each message as `{"result": ...}`, as here). `/v3/watch` is
-not served (docs/etcd.md). `GET /health` and `GET /version` answer as etcd's do, for
+stream: its gateway wraps each message as `{"result": ...}`, as here). `/v3/watch`
+streams, as etcd's does (`gateway_watch`). `GET /health` and `GET /version` answer as etcd's do, for
 tools that probe etcd that way.
 """
 
@@ -28,6 +28,7 @@ from ..kv.lease.errors import LeaseError
 from ..kv.mvcc.errors import MVCCError
 from ..server import errors as E
 from . import errors as X
+from .gateway_watch import WatchStreamResponse
 from .proto import rpc_pb2 as pb
 from .proto import v3election_pb2 as el
 from .proto import v3lock_pb2 as lk
@@ -134,6 +135,13 @@ _route("/v3/election/campaign", el.CampaignRequest, lambda s, r: Recipes(s).camp
 _route("/v3/election/proclaim", el.ProclaimRequest, lambda s, r: Recipes(s).proclaim(r, None))
 _route("/v3/election/leader", el.LeaderRequest, lambda s, r: Recipes(s).leader(r, None))
 _route("/v3/election/resign", el.ResignRequest, lambda s, r: Recipes(s).resign(r, None))
+
+
+@router.post("/v3/watch")
+async def watch(request: Request) -> Response:
+    """etcd's Watch stream over one request (`gateway_watch`)."""
+    services: EtcdServices = request.app.state.etcd_services
+    return WatchStreamResponse(services, services.max_request_bytes + JSON_OVERHEAD)
 
 
 @router.get("/health")

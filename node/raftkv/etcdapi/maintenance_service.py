@@ -4,11 +4,13 @@ disabled)."""
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ..kv.alarm import AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType
 from ..kv.mvcc.errors import MVCCError
 from ..raft import NONE
 from . import convert as C
@@ -32,7 +34,10 @@ class MaintenanceService(ServiceBase):
 
     async def defragment(self, req: pb.DefragmentRequest, ctx: Any) -> pb.DefragmentResponse:
         """Nothing to defragment: the store lives in memory, and each snapshot is
-        written whole. Answered so that tools which defragment routinely go on."""
+        written whole. What it does do is etcd's defrag's visible effect: the size
+        (Status' dbSize, what the space quota checks) is measured again, so space a
+        compaction freed counts at once (etcd: compact, defrag, `alarm disarm`)."""
+        await self.node.measure_space()
         return pb.DefragmentResponse(header=self.header())
 
     async def snapshot(
@@ -54,21 +59,25 @@ class MaintenanceService(ServiceBase):
                 header=h, remaining_bytes=len(data) - i - len(chunk), blob=chunk
             )
 
-    def _db_size_estimate(self) -> int:
-        at, size = self._db_size
+    async def _db_size_estimate(self) -> int:
+        """The member's running size estimate (`kv.alarm.SpaceEstimate`, what the
+        quota checks), measured exactly again when the last measure is older than
+        DB_SIZE_REFRESH, so that compacted space shows."""
+        at, _ = self._db_size
         now = time.monotonic()
-        if size == 0 or now - at > DB_SIZE_REFRESH:
-            size = len(self.node.kv.snapshot())
-            self._db_size = (now, size)
-        return size
+        if at == 0.0 or now - at > DB_SIZE_REFRESH:
+            self._db_size = (now, 0)
+            await self.node.measure_space()
+        return self.node.kv.space.bytes
 
     async def status(self, req: pb.StatusRequest, ctx: Any) -> pb.StatusResponse:
         node = self.node
         raw = node.raw
         if raw is None:
             raise X.NOT_CAPABLE
-        size = self._db_size_estimate()
+        size = await self._db_size_estimate()
         errors = [] if raw.leader != NONE else ["etcdserver: no leader"]
+        errors += [a.text() for a in node.kv.alarms.get()]
         return pb.StatusResponse(
             header=self.header(),
             version=ETCD_VERSION,
@@ -116,13 +125,57 @@ class MaintenanceService(ServiceBase):
         )
 
     async def alarm(self, req: pb.AlarmRequest, ctx: Any) -> pb.AlarmResponse:
-        """No alarm is ever raised (raftkv has no space quota yet): GET lists none,
-        DEACTIVATE has nothing to clear; ACTIVATE is refused."""
-        if req.action == pb.AlarmRequest.ACTIVATE:
+        """etcd's Alarm (`kv.alarm`): GET lists the active alarms of a type (NONE:
+        all) after a ReadIndex, as current as etcd's, which puts GET through Raft;
+        ACTIVATE and DEACTIVATE change the replicated alarm set through Raft and answer
+        the alarm they touched. DEACTIVATE does not check the space (etcd does not
+        either): a write still over the quota raises NOSPACE again."""
+        if req.action not in (
+            pb.AlarmRequest.GET,
+            pb.AlarmRequest.ACTIVATE,
+            pb.AlarmRequest.DEACTIVATE,
+        ):
+            raise X.EtcdError(X.Code.INVALID_ARGUMENT, "etcdserver: unknown alarm action")
+        if int(req.alarm) not in AlarmType.__members__.values():
+            raise X.EtcdError(X.Code.INVALID_ARGUMENT, "etcdserver: unknown alarm type")
+        if req.action == pb.AlarmRequest.GET:
+            await self.node.linearizable_barrier()
+            members = self.node.kv.alarms.get(AlarmType(req.alarm))
+            return pb.AlarmResponse(header=self.header(), alarms=[_alarm(m) for m in members])
+        out = await self.propose(
+            AlarmRequest(AlarmAction(req.action), req.memberID, AlarmType(req.alarm))
+        )
+        touched = out.response.alarms if isinstance(out.response, AlarmResponse) else ()
+        return pb.AlarmResponse(
+            header=self.header(out.revision), alarms=[_alarm(m) for m in touched]
+        )
+
+    async def downgrade(self, req: pb.DowngradeRequest, ctx: Any) -> pb.DowngradeResponse:
+        """etcd 3.5's Downgrade, answered as by a cluster that cannot downgrade:
+        raftkv speaks the 3.5 API and has no earlier version to become, so every
+        well-formed target is "invalid" (etcd's answer to a target it cannot go to),
+        a malformed one is refused as etcd refuses it, and there is never a downgrade
+        job to cancel."""
+        D = pb.DowngradeRequest
+        if req.action not in (D.VALIDATE, D.ENABLE, D.CANCEL):
+            raise X.EtcdError(X.Code.UNKNOWN, "etcdserver: unknown method")
+        if req.action == D.CANCEL:
+            raise X.EtcdError(X.Code.FAILED_PRECONDITION, "etcdserver: no inflight downgrade job")
+        v = req.version
+        if not (_SEMVER.fullmatch(v) or _SEMVER.fullmatch(v + ".0")):
             raise X.EtcdError(
-                X.Code.UNIMPLEMENTED, "raftkv: alarms cannot be raised by hand (docs/etcd.md)"
+                X.Code.INVALID_ARGUMENT, "etcdserver: wrong downgrade target version format"
             )
-        return pb.AlarmResponse(header=self.header())
+        await self.node.linearizable_barrier()
+        raise X.EtcdError(X.Code.INVALID_ARGUMENT, "etcdserver: invalid downgrade target version")
 
     async def auth_status(self, req: pb.AuthStatusRequest, ctx: Any) -> pb.AuthStatusResponse:
         return pb.AuthStatusResponse(header=self.header(), enabled=False, authRevision=0)
+
+
+_SEMVER = re.compile(r"\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
+"""What go-semver's NewVersion takes (etcd also tries the text with ".0" added)."""
+
+
+def _alarm(m: AlarmMember) -> pb.AlarmMember:
+    return pb.AlarmMember(memberID=m.member_id, alarm=m.alarm.name)

@@ -141,6 +141,7 @@ def handlers(node: Node, s: EtcdServices) -> list[grpc.GenericRpcHandler]:
         ("Cluster", "MemberAdd"): s.member_add,
         ("Cluster", "MemberRemove"): s.member_remove,
         ("Cluster", "MemberPromote"): s.member_promote,
+        ("Cluster", "MemberUpdate"): s.member_update,
         ("Maintenance", "MoveLeader"): s.move_leader,
         ("Maintenance", "Defragment"): s.defragment,
         ("Maintenance", "Snapshot"): s.snapshot,
@@ -148,6 +149,7 @@ def handlers(node: Node, s: EtcdServices) -> list[grpc.GenericRpcHandler]:
         ("Maintenance", "Alarm"): s.alarm,
         ("Maintenance", "HashKV"): s.hash_kv,
         ("Maintenance", "Hash"): s.hash,
+        ("Maintenance", "Downgrade"): s.downgrade,
         ("Auth", "AuthStatus"): s.auth_status,
     }
     out: list[grpc.GenericRpcHandler] = []

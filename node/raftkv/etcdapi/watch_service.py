@@ -13,7 +13,12 @@ from ..kv.watch.response import Filter, WatchResponse
 from ..raft import NONE
 from . import convert as C
 from . import errors as X
-from .base import MAX_WATCH_EVENTS_PER_RESPONSE, ServiceBase, requires_leader
+from .base import (
+    GRPC_OVERHEAD_BYTES,
+    MAX_WATCH_EVENTS_PER_RESPONSE,
+    ServiceBase,
+    requires_leader,
+)
 from .proto import rpc_pb2 as pb
 
 
@@ -30,11 +35,13 @@ class WatchService(ServiceBase):
         stream = node.watch.new_stream()
         signal = node.add_watch_waiter()
         done = asyncio.Event()
+        fragmented: set[int] = set()
+        """Watches created with `fragment`: their large responses are split."""
 
         async def read() -> None:
             try:
                 async for req in requests:
-                    self._watch_request(stream, req)
+                    self._watch_request(stream, req, fragmented)
                     signal.set()
             finally:
                 done.set()
@@ -59,7 +66,13 @@ class WatchService(ServiceBase):
                 signal.clear()
                 out = stream.drain(MAX_WATCH_EVENTS_PER_RESPONSE)
                 for r in out:
-                    yield self._watch_response(r)
+                    resp = self._watch_response(r)
+                    if r.watch_id in fragmented:
+                        limit = self.max_request_bytes + GRPC_OVERHEAD_BYTES
+                        for part in fragments(resp, limit):
+                            yield part
+                    else:
+                        yield resp
                 if out:
                     continue
                 # A client that closes its side still gets its watches' events, as
@@ -75,12 +88,14 @@ class WatchService(ServiceBase):
             node.remove_watch_waiter(signal)
             stream.close()
 
-    def _watch_request(self, stream: WatchStream, req: pb.WatchRequest) -> None:
+    def _watch_request(
+        self, stream: WatchStream, req: pb.WatchRequest, fragmented: set[int]
+    ) -> None:
         which = req.WhichOneof("request_union")
         if which == "create_request":
             c = req.create_request
             filters = [Filter(f) for f in c.filters if f in (0, 1)]
-            stream.create(
+            wid = stream.create(
                 c.key,
                 c.range_end,
                 start_revision=max(c.start_revision, 0),
@@ -89,6 +104,10 @@ class WatchService(ServiceBase):
                 progress_notify=c.progress_notify,
                 watch_id=c.watch_id if c.watch_id > 0 else None,
             )
+            if c.fragment:
+                fragmented.add(wid)
+            else:
+                fragmented.discard(wid)  # an id may be reused after a cancel
         elif which == "cancel_request":
             stream.cancel(req.cancel_request.watch_id)
         elif which == "progress_request":
@@ -107,3 +126,32 @@ class WatchService(ServiceBase):
             cancel_reason=r.cancel_reason,
             events=[C.event(e) for e in r.events],
         )
+
+
+def fragments(resp: pb.WatchResponse, max_bytes: int) -> list[pb.WatchResponse]:
+    """etcd's sendFragments (v3rpc/watch.go), for a watch created with `fragment`:
+    a response of at least `max_bytes` (the server's request limit plus the gRPC
+    overhead, 2 MiB by default, as etcd's MaxRequestBytesWithOverhead) with two events
+    or more goes as several, each filled with events until the next would take it
+    to the limit (one event at least), `fragment` set on all but the last; every
+    part carries the same header, watch id and flags."""
+    if resp.ByteSize() < max_bytes or len(resp.events) < 2:
+        return [resp]
+    out: list[pb.WatchResponse] = []
+    events = list(resp.events)
+    i = 0
+    while i < len(events):
+        cur = pb.WatchResponse()
+        cur.CopyFrom(resp)
+        del cur.events[:]
+        cur.fragment = True
+        while i < len(events):
+            cur.events.append(events[i])
+            if len(cur.events) > 1 and cur.ByteSize() >= max_bytes:
+                del cur.events[-1]
+                break
+            i += 1
+        if i == len(events):
+            cur.fragment = False
+        out.append(cur)
+    return out

@@ -27,6 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import frame
+from .alarm import (
+    NO_SPACE,
+    NO_SPACE_MESSAGE,
+    AlarmRequest,
+    AlarmResponse,
+    Alarms,
+    AlarmType,
+)
 from .lease.errors import LeaseError
 from .lease.lessor import DEFAULT_MIN_TTL, Granted, Lessor
 from .mvcc.errors import MVCCError
@@ -50,6 +58,7 @@ from .proposal import (
     NoopRequest,
     Proposal,
 )
+from .quota import SpaceEstimate, consumes_space
 
 EPHEMERAL_ID_PREFIX = b"\x00"
 DEFAULT_DEDUP_CAPACITY = 100_000
@@ -58,6 +67,10 @@ replayed or applied); retries arrive within seconds, and 100k ids cover that."""
 
 _MAGIC = b"RKSM"
 _VERSION = 1
+_VERSION_ALARMS = 2
+"""A snapshot with active alarms: a fifth part, the alarm list. Without alarms the
+machine still writes version 1, byte for byte as before, so members that predate
+alarms read every snapshot of a cluster that never raised one."""
 _LEGACY_MAGIC = b"RKVS"
 
 Clock = Callable[[], float]
@@ -89,6 +102,7 @@ Response = (
     | CompactResponse
     | Granted
     | LeaseRevoked
+    | AlarmResponse
     | None
 )
 
@@ -113,6 +127,8 @@ class Failure:
 
 
 REQUEST_ID_CONFLICT = "request_id_conflict"
+NO_SPACE_FAILURE = Failure(NO_SPACE, NO_SPACE_MESSAGE)
+CORRUPT_FAILURE = Failure("corrupt", "etcdserver: corrupt cluster")
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +191,10 @@ class StateMachine:
         "_dedup",
         "_dedup_capacity",
         "_dedup_order",
+        "alarms",
         "lessor",
         "mvcc",
+        "space",
     )
 
     def __init__(
@@ -196,6 +214,11 @@ class StateMachine:
         self._dedup_order: deque[bytes] = deque()
         self._dedup_capacity = dedup_capacity
         self._applied = 0
+        self.alarms = Alarms()
+        """etcd's active alarms (`kv.alarm`): replicated, in the snapshot."""
+        self.space = SpaceEstimate()
+        """A running estimate of the snapshot size, for the member's quota check;
+        not replicated state (not in the snapshot, not in the hash)."""
 
     # -- reads ---------------------------------------------------------------------
 
@@ -238,6 +261,8 @@ class StateMachine:
             if rec is not None:
                 return self._replay(rec, p)
         out = self._execute(p.body)
+        if out.events:
+            self.space.grow(out.events)
         if rid and not rid.startswith(EPHEMERAL_ID_PREFIX):
             self._remember(rid, p, out)
         return out
@@ -280,6 +305,10 @@ class StateMachine:
 
     def _run(self, body: Body) -> Outcome:
         mvcc = self.mvcc
+        if self.alarms.active:
+            refused = self._capped(body)
+            if refused is not None:
+                return Outcome(mvcc.revision, failure=refused)
         if isinstance(body, PutRequest):
             put = mvcc.put_request(body)
             self.lessor.apply_events(put.events)
@@ -301,8 +330,23 @@ class StateMachine:
             keys = self.lessor.revoke(body.id)
             dk = mvcc.delete_keys(keys)
             return Outcome(dk.revision, LeaseRevoked(dk.revision, dk.deleted), events=dk.events)
+        if isinstance(body, AlarmRequest):
+            return Outcome(mvcc.revision, self.alarms.apply(body))
         assert isinstance(body, NoopRequest)
         return Outcome(mvcc.revision)
+
+    def _capped(self, body: Body) -> Failure | None:
+        """etcd's appliers under an alarm: CORRUPT refuses every change, NOSPACE
+        the writes that take space (puts, txns that put, lease grants); deletes,
+        compaction and revokes still work, so that room can be made."""
+        if isinstance(body, AlarmRequest | NoopRequest):
+            return None
+        active = self.alarms.get()
+        if any(a.alarm == AlarmType.CORRUPT for a in active):
+            return CORRUPT_FAILURE
+        if any(a.alarm == AlarmType.NOSPACE for a in active) and consumes_space(body):
+            return NO_SPACE_FAILURE
+        return None
 
     # -- leases (leader-local time) ------------------------------------------------
 
@@ -330,6 +374,7 @@ class StateMachine:
         lease_bytes = self.lessor.snapshot()
         applied = self._applied
         order, table = list(self._dedup_order), dict(self._dedup)  # records are tuples
+        alarms = self.alarms.encode()
 
         def encode_later() -> bytes:
             dedup: list[Any] = []
@@ -339,7 +384,10 @@ class StateMachine:
                     fp, rev, ok, code, msg, extra, detail = rec
                     flat_extra = [x for pair in extra for x in pair]
                     dedup.append([rid, fp, rev, ok, code, msg, flat_extra, list(detail)])
-            return frame.seal(_MAGIC, _VERSION, [applied, encode_mvcc(), lease_bytes, dedup])
+            parts = [applied, encode_mvcc(), lease_bytes, dedup]
+            if alarms:
+                return frame.seal(_MAGIC, _VERSION_ALARMS, [*parts, alarms])
+            return frame.seal(_MAGIC, _VERSION, parts)
 
         return encode_later
 
@@ -351,10 +399,16 @@ class StateMachine:
         if bytes(data[:4]) == _LEGACY_MAGIC:
             self._restore_legacy(data)
             return
-        obj = frame.unseal(data, _MAGIC, _VERSION, "state-machine snapshot", SnapshotError)
-        if type(obj) is not list or len(obj) != 4:
-            raise SnapshotError("state-machine snapshot: expected 4 parts")
-        applied, mvcc_bytes, lease_bytes, dedup = obj
+        version = _VERSION_ALARMS if bytes(data[4:5]) == bytes((_VERSION_ALARMS,)) else _VERSION
+        obj = frame.unseal(data, _MAGIC, version, "state-machine snapshot", SnapshotError)
+        parts = 4 if version == _VERSION else 5
+        if type(obj) is not list or len(obj) != parts:
+            raise SnapshotError(f"state-machine snapshot: expected {parts} parts")
+        applied, mvcc_bytes, lease_bytes, dedup = obj[:4]
+        try:
+            alarms = Alarms.decode(obj[4]) if version == _VERSION_ALARMS else Alarms()
+        except ValueError as exc:
+            raise SnapshotError(f"state-machine snapshot: {exc}") from exc
         if type(applied) is not int or applied < 0:
             raise SnapshotError("state-machine snapshot: bad applied index")
         if type(mvcc_bytes) is not bytes or type(lease_bytes) is not bytes:
@@ -372,6 +426,8 @@ class StateMachine:
         while len(self._dedup_order) > self._dedup_capacity:
             self._dedup.pop(self._dedup_order.popleft(), None)
         self._applied = applied
+        self.alarms = alarms
+        self.space = SpaceEstimate(len(data))
 
     def _restore_legacy(self, data: bytes) -> None:
         from .store import KVStore
@@ -388,6 +444,8 @@ class StateMachine:
         self.lessor, self.mvcc = lessor, mvcc
         self._dedup, self._dedup_order = {}, deque()
         self._applied = old.applied_index
+        self.alarms = Alarms()
+        self.space = SpaceEstimate(len(data))
 
     @classmethod
     def from_snapshot(cls, data: bytes, *, clock: Clock | None = None) -> StateMachine:

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgpack
 
+from .alarm import AlarmAction, AlarmRequest, AlarmType
 from .command import (
     MAX_REQUEST_ID_LEN,
     Command,
@@ -55,6 +56,8 @@ class Kind(IntEnum):
     COMPACT = 4
     LEASE_GRANT = 5
     LEASE_REVOKE = 6
+    ALARM = 7
+    """etcd's AlarmRequest (`kv.alarm`); entries of members before alarms never hold it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,7 @@ Body = (
     | LeaseGrantRequest
     | LeaseRevokeRequest
     | NoopRequest
+    | AlarmRequest
 )
 
 
@@ -172,6 +176,8 @@ def _encode_body(b: Body) -> list[Any]:
         return [Kind.LEASE_REVOKE, b.id]
     if isinstance(b, NoopRequest):
         return [Kind.NOOP]
+    if isinstance(b, AlarmRequest):
+        return [Kind.ALARM, int(b.action), b.member_id, int(b.alarm)]
     raise CommandError(f"not a request: {type(b).__name__}")
 
 
@@ -272,7 +278,20 @@ def _decode_body(obj: tuple[Any, ...]) -> Body:
         return LeaseRevokeRequest(_i(_arr(fields, 1, "lease revoke")[0], "lease id"))
     if kind == Kind.NOOP and type(kind) is int and not fields:
         return NoopRequest()
+    if kind == Kind.ALARM and type(kind) is int:
+        return _dec_alarm(fields)
     raise CommandDecodeError(f"unknown request kind {kind!r}")
+
+
+def _dec_alarm(f: Any) -> AlarmRequest:
+    action, member_id, alarm = _arr(f, 3, "alarm")
+    if type(action) is not int or action not in AlarmAction.__members__.values():
+        raise _fail("alarm action")
+    if type(alarm) is not int or alarm not in AlarmType.__members__.values():
+        raise _fail("alarm type")
+    if type(member_id) is not int or not 0 <= member_id < 1 << 64:
+        raise _fail("alarm member id must be a uint64")
+    return AlarmRequest(AlarmAction(action), member_id, AlarmType(alarm))
 
 
 def _dec_put(f: Any) -> PutRequest:

@@ -307,6 +307,14 @@ class ServerConfig:
             "revision: a count; 0 turns automatic compaction off (etcd's flag)"
         ),
     )
+    quota_backend_bytes: int = field(
+        default=0,
+        metadata=_flag(
+            help="state-machine size (bytes) past which writes raise etcd's NOSPACE alarm "
+            "and are refused until it is disarmed (docs/etcd.md); 0: etcd's default, "
+            "2 GiB; negative: no quota"
+        ),
+    )
     watch_progress_interval: float = field(
         default=600.0,
         metadata=_flag(help="seconds between progress notifications of idle watches"),
@@ -358,6 +366,22 @@ class ServerConfig:
         default="",
         metadata=_flag(metavar="FILE", help="CA every member's peer certificate chains to"),
     )
+    client_accept_plain: bool = field(
+        default=False,
+        metadata=_flag(
+            help="with --cert-file, the client port also takes plain HTTP (told apart by "
+            "the first byte), and http:// client URLs are allowed: for turning TLS on or "
+            "off in a running cluster (docs/tls.md)"
+        ),
+    )
+    peer_accept_plain: bool = field(
+        default=False,
+        metadata=_flag(
+            help="with peer TLS, the peer port also takes plain connections (the peer "
+            "secret is still checked), and http:// peer URLs are allowed: for turning "
+            "TLS on or off in a running cluster (docs/tls.md)"
+        ),
+    )
     tls_reload_interval: float = field(
         default=5.0,
         metadata=_flag(help="seconds between checks of the certificate files for changes"),
@@ -387,6 +411,15 @@ class ServerConfig:
     @property
     def cluster_id(self) -> str:
         return cluster_id_for(self.cluster_token)
+
+    @property
+    def quota_bytes(self) -> int:
+        """The space quota in force: --quota-backend-bytes, etcd's 2 GiB for 0, and
+        0 (no quota) for a negative value, as etcd reads its flag."""
+        from ..kv.quota import DEFAULT_QUOTA_BYTES
+
+        q = self.quota_backend_bytes
+        return DEFAULT_QUOTA_BYTES if q == 0 else max(q, 0)
 
     @property
     def client_scheme(self) -> str:
@@ -575,6 +608,10 @@ def check_tls_flags(cfg: ServerConfig) -> None:
         )
     if cfg.tls_reload_interval <= 0:
         raise ValueError("--tls-reload-interval must be positive")
+    if cfg.client_accept_plain and not cfg.cert_file:
+        raise ValueError("--client-accept-plain needs client TLS (--cert-file)")
+    if cfg.peer_accept_plain and not cfg.peer_cert_file:
+        raise ValueError("--peer-accept-plain needs peer TLS (--peer-cert-file)")
 
 
 def check_tls_schemes(cfg: ServerConfig) -> None:
@@ -597,8 +634,9 @@ def check_tls_schemes(cfg: ServerConfig) -> None:
             for m in cfg.initial_cluster
         ),
     ]
+    plain_ok = {"--cert-file": cfg.client_accept_plain, "--peer-cert-file": cfg.peer_accept_plain}
     for what, got, flag, want in checks:
-        if not got or got == want:
+        if not got or got == want or (got == "http" and plain_ok[flag]):
             continue
         if want == "https":
             raise ValueError(f"{what} is {got}:// but {flag} is set: use https://")

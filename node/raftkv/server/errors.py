@@ -68,6 +68,15 @@ class TooLarge(ApiError):
     code = "too_large"
 
 
+class InsufficientStorage(ApiError):
+    """The space quota is exhausted: etcd's NOSPACE alarm is active (docs/etcd.md).
+    Deletes, reads and compaction still work; writes again after the alarm is
+    disarmed."""
+
+    status = 507
+    code = "no_space"
+
+
 class Unavailable(ApiError):
     """Retry later. `code` says whether the write may have happened: `timeout` means
     it may still commit; every other code means it definitely did not."""

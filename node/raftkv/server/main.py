@@ -30,6 +30,7 @@ from ..transport.server import CLOSE_TRY_AGAIN_LATER, deny_websocket, refusal_re
 from ..transport.tls import PEER_CLIENT_SSL
 from ..transport.transport import peer_uvicorn_config
 from .config import ServerConfig, format_hostport
+from .dual_listener import serve_tls_and_plain
 from .member_tls import member_tls
 from .meta import IdentityError
 from .node import Node
@@ -108,6 +109,24 @@ def _server(app: object, ctx: ssl.SSLContext | None = None) -> _Server:
     return _Server(config)
 
 
+def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for t in tasks:
+        t.cancel()
+
+
+def _start(
+    server: _Server, sock: socket.socket, both: ssl.SSLContext | None
+) -> tuple[asyncio.Task[None], asyncio.Task[None] | None]:
+    """Serve `sock`: by uvicorn itself, or, to take TLS and plain connections on it
+    (`both`), by the dual listener handing them to uvicorn."""
+    if both is None:
+        return asyncio.create_task(server.serve(sockets=[sock])), None
+    return (
+        asyncio.create_task(server.serve(sockets=[])),
+        asyncio.create_task(serve_tls_and_plain(sock, server, both)),
+    )
+
+
 async def serve(cfg: ServerConfig) -> int:
     try:
         tls = member_tls(cfg)
@@ -160,13 +179,17 @@ async def serve(cfg: ServerConfig) -> int:
     app.include_router(etcd_gateway.router)
     if tls.member_client is not None:
         app.state.forwarder.verify = tls.member_client
-    client = _server(app, tls.client_server)
+    # --*-accept-plain: uvicorn serves plain, the dual listener hands it each
+    # connection, through TLS when it opens with a handshake (dual_listener.py).
+    client_both = tls.client_server if cfg.client_accept_plain else None
+    peer_both = tls.peer_server if cfg.peer_accept_plain else None
+    client = _server(app, None if client_both else tls.client_server)
     peer = _Server(
         peer_uvicorn_config(
             _PeerApp(node),
             TransportOptions(),
             timeout_graceful_shutdown=2,
-            **_tls_settings(tls.peer_server),
+            **_tls_settings(None if peer_both else tls.peer_server),
         )
     )
     etcd = await _start_etcd(cfg, node, app.state.forwarder)
@@ -174,10 +197,10 @@ async def serve(cfg: ServerConfig) -> int:
         await app.state.forwarder.aclose()
         await node.stop()
         return EXIT_STARTUP
-    tasks = [
-        asyncio.create_task(peer.serve(sockets=[peer_sock])),
-        asyncio.create_task(client.serve(sockets=[client_sock])),
-    ]
+    peer_task, peer_listener = _start(peer, peer_sock, peer_both)
+    client_task, client_listener = _start(client, client_sock, client_both)
+    tasks = [peer_task, client_task]
+    listeners = [t for t in (peer_listener, client_listener) if t is not None]
     reloader = (
         asyncio.create_task(watch(tls.reloaders, cfg.tls_reload_interval), name="raftkv-tls")
         if tls.reloaders
@@ -197,6 +220,7 @@ async def serve(cfg: ServerConfig) -> int:
         async with asyncio.timeout(cfg.stop_timeout):
             if not failed:
                 await node.transfer_leadership_away(timeout=max(1.0, cfg.stop_timeout / 2))
+            _cancel(listeners)  # stop taking connections; uvicorn closes the open ones
             client.should_exit = True
             await tasks[1]
             peer.should_exit = True
@@ -205,6 +229,7 @@ async def serve(cfg: ServerConfig) -> int:
         log.warning("graceful stop timed out; closing anyway")
         for t in tasks:
             t.cancel()
+    await asyncio.gather(*listeners, return_exceptions=True)
     await _stop_etcd(etcd)
     # uvicorn runs without lifespan events here, so the app's shutdown hook never
     # runs: close the shared forwarding client (its connections to the leader) here.
@@ -240,6 +265,7 @@ async def _start_etcd(
         log.warning("etcd API: not served on %s: %s", format_hostport(*addr), exc)
         return None
     log.info("serving the etcd v3 API on %s", format_hostport(addr[0], server.port))
+    node.advertise_etcd(cfg.etcd_url)
     return server
 
 

@@ -40,6 +40,9 @@ class MemberInfo:
     name: str = ""
     peer_urls: tuple[str, ...] = ()
     client_urls: tuple[str, ...] = ()
+    etcd_urls: tuple[str, ...] = ()
+    """The member's advertised etcd API URL (`--advertise-etcd-url`), for etcd's
+    MemberList; published in a v2 attributes entry (`encode_attrs_v2`)."""
 
     def encode(self) -> bytes:
         out: bytes = msgpack.packb(
@@ -70,7 +73,39 @@ def encode_attrs(info: MemberInfo) -> bytes:
     return ATTRS_TAG + body
 
 
+ATTRS_V2_TAG = b"\xa8attrs/v2"
+"""Attributes with the etcd API URL as a fifth field. Members that predate it do not
+recognise the tag and skip the entry (logging that they do not understand it), so
+a member publishes a v1 entry first, which every member applies."""
+
+
+def encode_attrs_v2(info: MemberInfo) -> bytes:
+    body: bytes = msgpack.packb(
+        [
+            info.id,
+            info.name,
+            list(info.peer_urls),
+            list(info.client_urls),
+            list(info.etcd_urls),
+        ],
+        use_bin_type=True,
+    )
+    return ATTRS_V2_TAG + body
+
+
 def decode_attrs(data: bytes) -> MemberInfo | None:
+    if data.startswith(ATTRS_V2_TAG):
+        try:
+            mid, name, peers, clients, etcd = msgpack.unpackb(data[len(ATTRS_V2_TAG) :], raw=False)
+            return MemberInfo(
+                int(mid),
+                str(name),
+                tuple(map(str, peers)),
+                tuple(map(str, clients)),
+                tuple(map(str, etcd)),
+            )
+        except Exception:
+            return None
     if not data.startswith(ATTRS_TAG):
         return None
     try:
@@ -109,7 +144,8 @@ class Registry:
         out: bytes = msgpack.packb(
             [
                 [
-                    [m.id, m.name, list(m.peer_urls), list(m.client_urls)]
+                    # etcd URLs last: older members read the first four fields only
+                    [m.id, m.name, list(m.peer_urls), list(m.client_urls), list(m.etcd_urls)]
                     for m in self.members.values()
                 ],
                 sorted(self.removed),
@@ -122,7 +158,9 @@ class Registry:
     def decode(cls, data: bytes) -> Registry:
         members_raw, removed = msgpack.unpackb(data, raw=False)
         members = {
-            int(m[0]): MemberInfo(int(m[0]), str(m[1]), tuple(m[2]), tuple(m[3]))
+            int(m[0]): MemberInfo(
+                int(m[0]), str(m[1]), tuple(m[2]), tuple(m[3]), tuple(m[4]) if len(m) > 4 else ()
+            )
             for m in members_raw
         }
         return cls(members, {int(r) for r in removed})
@@ -164,6 +202,21 @@ class MemberView:
         }
 
 
+def scheme_changed(recorded: tuple[str, ...], advertised: tuple[str, ...]) -> bool:
+    """The same peer addresses with http and https swapped: a member restarted with
+    TLS turned on or off (docs/tls.md) publishes its new peer URL itself, so the
+    others dial it the new way; any other change of address stays the job of an
+    explicit member update."""
+    if len(recorded) != len(advertised) or recorded == advertised:
+        return False
+    for old, new in zip(recorded, advertised, strict=True):
+        o_scheme, _, o_rest = old.partition("://")
+        n_scheme, _, n_rest = new.partition("://")
+        if o_rest != n_rest or {o_scheme, n_scheme} - {"http", "https"}:
+            return False
+    return True
+
+
 def _merge(old: MemberInfo, new: MemberInfo) -> MemberInfo:
     """Attributes an update leaves empty keep their old values."""
     return MemberInfo(
@@ -171,6 +224,7 @@ def _merge(old: MemberInfo, new: MemberInfo) -> MemberInfo:
         new.name or old.name,
         new.peer_urls or old.peer_urls,
         new.client_urls or old.client_urls,
+        new.etcd_urls or old.etcd_urls,
     )
 
 
@@ -240,6 +294,26 @@ def plan_new_member(
         if member_id in registry.members or member_id in conf_members:
             raise E.Conflict(f"member id {member_id} is in use", code="member_exists")
     return MemberInfo(mid, name or f"member-{mid}", peers, clients)
+
+
+def plan_member_update(
+    registry: Registry, conf_members: Collection[int], member_id: int, peer_urls: Iterable[str]
+) -> MemberInfo:
+    """New peer URLs for a member (etcd's MemberUpdate), or the reason they are
+    refused: the member must be in the cluster, the URLs valid, and none of them
+    another member's. The attributes it returns change only the peer URLs (empty
+    fields keep their values, `_merge`)."""
+    check_member(conf_members, member_id)
+    try:
+        peers = tuple(validate_url(u) for u in peer_urls)
+    except InvalidURL as exc:
+        raise E.BadRequest(str(exc), code="invalid_url") from None
+    if not peers:
+        raise E.BadRequest("a member needs at least one peer URL", code="invalid_url")
+    for info in registry.members.values():
+        if info.id != member_id and set(info.peer_urls) & set(peers):
+            raise E.Conflict(f"peer URL already belongs to member {info.id}", code="member_exists")
+    return MemberInfo(member_id, "", peers, ())
 
 
 def check_member(conf_members: Collection[int], member_id: int) -> None:

@@ -27,10 +27,18 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from ..kv.alarm import AlarmAction, AlarmRequest, AlarmType
 from ..kv.lease.lessor import TimeToLive, min_ttl_for
 from ..kv.machine import EPHEMERAL_ID_PREFIX, Outcome, StateMachine
 from ..kv.mvcc.kv import Event
-from ..kv.proposal import CompactRequest, LeaseRevokeRequest, Proposal, request_id_of
+from ..kv.proposal import (
+    CompactRequest,
+    LeaseRevokeRequest,
+    NoopRequest,
+    Proposal,
+    request_id_of,
+)
+from ..kv.quota import consumes_space, cost
 from ..kv.watch.hub import WatchHub
 from ..metrics import Metrics, RaftGauges, StoreGauges
 from ..raft import (
@@ -61,6 +69,8 @@ from .membership import (
     best_transfer_target,
     check_serving,
     encode_attrs,
+    encode_attrs_v2,
+    scheme_changed,
     was_removed,
 )
 from .meta import MemberMeta
@@ -145,6 +155,13 @@ class Node:
         self.stats = NodeStats()
         self.on_removed: Callable[[], None] = lambda: None
         self._known_peers: set[int] = set()
+        self.quota = cfg.quota_bytes
+        """The space quota (0: none): a write that would take the state machine past it
+        raises NOSPACE through Raft and is refused (`kv.alarm`, `_enforce_quota`)."""
+        self._quota_lock = asyncio.Lock()
+        self.etcd_url = ""
+        """The etcd API URL this member publishes for etcd's MemberList
+        (`advertise_etcd`); "" while the etcd API is not served."""
 
     # --- start and stop ----------------------------------------------------------
 
@@ -556,13 +573,24 @@ class Node:
         if info is None:
             return
         want = MemberInfo(
-            self.member_id, self.cfg.name, (self.cfg.peer_url,), (self.cfg.client_url,)
+            self.member_id,
+            self.cfg.name,
+            (self.cfg.peer_url,),
+            (self.cfg.client_url,),
+            (self.etcd_url,) if self.etcd_url else (),
         )
-        if info.client_urls == want.client_urls and info.name == want.name:
+        if (
+            info.client_urls == want.client_urls
+            and info.name == want.name
+            and (info.etcd_urls == want.etcd_urls or not want.etcd_urls)
+            and not scheme_changed(info.peer_urls, want.peer_urls)
+        ):
             self._published = True
             return
         try:
             raw.propose(encode_attrs(want))
+            if want.etcd_urls:
+                raw.propose(encode_attrs_v2(want))
             self._published = True
         except RaftError:
             pass
@@ -655,6 +683,8 @@ class Node:
     async def write(self, cmd: Proposal) -> Outcome:
         """Propose a write and return once it is committed and applied here."""
         self._check_serving()
+        if self.quota and self.kv.space.bytes + cost(cmd.body) > self.quota:
+            await self._enforce_quota(cmd)
         rid = cmd.request_id
         fut = self.waiters.add_write(rid)
         self._proposals.append((rid, cmd.encode()))
@@ -671,6 +701,78 @@ class Node:
         finally:
             self.stats.proposals_pending -= 1
             self.waiters.discard_write(rid, fut)
+
+    def advertise_etcd(self, url: str) -> None:
+        """The etcd API is served at `url`: publish it in the member registry (for
+        every member's MemberList), once this member is in the cluster."""
+        self.etcd_url = url
+        self._published = False
+        self._wake.set()
+
+    async def measure_space(self) -> int:
+        """The exact size of the state machine's snapshot, measured in the snapshot
+        thread (the state is captured here, as for `_snapshot`); the running estimate
+        is set from it."""
+        space = self.kv.space
+        with gc_paused():
+            encode_sm = self.kv.snapshot_view()
+        growth = space.growth
+        try:
+            size = len(
+                await asyncio.get_running_loop().run_in_executor(self._snap_executor, encode_sm)
+            )
+        except RuntimeError:  # the executor is gone: we are stopping
+            raise E.shutting_down() from None
+        if self.kv.space is space:  # not replaced by a restored snapshot meanwhile
+            space.rebase(size, growth)
+        return size
+
+    async def _enforce_quota(self, cmd: Proposal) -> None:
+        """The estimate says `cmd` would exceed the quota: measure exactly (once at a
+        time), and if it still would, raise NOSPACE through Raft first, as etcd's
+        quotaKVServer does. The write is then proposed behind the alarm, so the state
+        machine refuses it like every write after it, deterministically; a retry of
+        a write that did commit (same request id) still gets its first answer."""
+        body = cmd.body
+        if not consumes_space(body) or self.kv.alarms.nospace:
+            return
+        need = cost(body)
+        async with self._quota_lock:
+            if self.kv.space.bytes + need <= self.quota:
+                return  # another call measured meanwhile
+            if await self.measure_space() + need <= self.quota:
+                return
+        log.warning(
+            "member %d: a write of %d bytes would exceed the space quota of %d bytes "
+            "(state machine ~%d bytes); raising the NOSPACE alarm",
+            self.member_id,
+            need,
+            self.quota,
+            self.kv.space.bytes,
+        )
+        alarm = AlarmRequest(AlarmAction.ACTIVATE, self.member_id, AlarmType.NOSPACE)
+        try:
+            await self.write(Proposal(alarm, EPHEMERAL_ID_PREFIX + os.urandom(15)))
+        except E.ApiError as exc:  # the write that follows meets the same trouble
+            log.warning("member %d: the NOSPACE alarm was not raised: %s", self.member_id, exc)
+
+    async def update_member(self, info: MemberInfo) -> None:
+        """Apply new attributes of a member through Raft (etcd's MemberUpdate: its
+        peer URLs; fields left empty keep their values) and return once they are
+        applied here; every member then dials it at the new URL (`_sync_peers`). The
+        attributes entry carries no request id, so what is waited for is a no-op
+        write proposed right behind it in the same batch: it commits after it, or,
+        when leadership changed between them, without it, which the check after
+        catches."""
+        self._check_serving()
+        self._proposals.append((EPHEMERAL_ID_PREFIX + os.urandom(15), encode_attrs(info)))
+        await self.write(Proposal(NoopRequest(), EPHEMERAL_ID_PREFIX + os.urandom(15)))
+        got = self.registry.members.get(info.id)
+        if got is None or (info.peer_urls and got.peer_urls != info.peer_urls):
+            raise E.Unavailable(
+                f"the update of member {info.id} was lost to a leader change; retry",
+                code="proposal_dropped",
+            )
 
     async def lease_keepalive(self, lease_id: int) -> int:
         """Renew a lease on the leader (NotLeader elsewhere, which the API forwards);
@@ -780,6 +882,9 @@ class Node:
             watch_events_sent=w.events_sent,
             slow_watchers_cancelled=w.slow_cancelled,
             compacted_watchers_cancelled=w.compacted_cancelled,
+            space_bytes=self.kv.space.bytes,
+            quota_bytes=self.quota,
+            alarms=tuple((a.alarm.name, a.member_id) for a in self.kv.alarms.get()),
         )
 
     def _gauges(self) -> RaftGauges:
