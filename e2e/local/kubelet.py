@@ -78,12 +78,15 @@ class Kubelet:
     _ready: dict[str, bool] = field(default_factory=dict)
     _exited_at: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    #: PVC uids whose node is gone (:meth:`lose`): nothing runs on them again.
+    lost: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.api = ApiClient(kubernetes.client.Configuration(host=self.api_url))
         self.core = kubernetes.client.CoreV1Api(self.api)
         self.apps = kubernetes.client.AppsV1Api(self.api)
-        self.http = httpx.Client(timeout=0.5)
+        # Like the kubelet's HTTPS probes: the certificate is not verified.
+        self.http = httpx.Client(timeout=0.5, verify=False)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -137,6 +140,15 @@ class Kubelet:
             proc.popen.kill()
             proc.popen.wait(timeout=5)
             shutil.rmtree(self._dir(proc.pvc_uid), ignore_errors=True)
+
+    def lose(self, pod: str) -> None:
+        """The pod's node is gone, with its volume: the member is killed and never
+        restarted on that volume; a new volume (after its PVC is deleted) works."""
+        with self._lock:
+            proc = self.procs[pod]
+            self.lost.add(proc.pvc_uid)
+            proc.popen.kill()
+            proc.popen.wait(timeout=5)
 
     def pid(self, pod: str) -> int | None:
         proc = self.procs.get(pod)
@@ -251,7 +263,7 @@ class Kubelet:
                     self.procs.pop(pod_name)
                     self._ready.pop(pod_name, None)
                 continue
-            if code is None:
+            if code is None or proc.pvc_uid in self.lost:
                 continue
             exited = self._exited_at.setdefault(pod_name, now)
             if now - exited < 0.5:
@@ -289,6 +301,8 @@ class Kubelet:
                 url = self.addressing.client_url(
                     self._owner(pod_name), self.namespace, proc.ordinal
                 )
+                if "RAFTKV_CERT_FILE" in proc.env:  # spec.tls: the client port is HTTPS
+                    url = "https://" + url.split("://", 1)[1]
                 try:
                     ready = self.http.get(url + "/readyz").status_code == 200
                 except httpx.HTTPError:
@@ -321,24 +335,38 @@ class Kubelet:
         name = sts["metadata"]["name"]
         (container,) = sts["spec"]["template"]["spec"]["containers"]
         env = self._resolve_env(container.get("env") or [], pod_name)
+        env = self._mount_secrets(sts, container, pod_name, env)
         data_dir = self._dir(pvc_uid)
         data_dir.mkdir(parents=True, exist_ok=True)
-        peer_url = self.addressing.peer_url(name, self.namespace, ordinal)
-        client_url = self.addressing.client_url(name, self.namespace, ordinal)
+        # spec.tls: the ports the member serves over TLS get https:// addresses.
+        client_scheme = "https" if "RAFTKV_CERT_FILE" in env else "http"
+        peer_scheme = "https" if "RAFTKV_PEER_CERT_FILE" in env else "http"
+
+        def at(url: str, scheme: str) -> str:
+            return f"{scheme}://{url.split('://', 1)[1]}"
+
+        peer_url = at(self.addressing.peer_url(name, self.namespace, ordinal), peer_scheme)
+        client_url = at(self.addressing.client_url(name, self.namespace, ordinal), client_scheme)
         env.update(
             {
                 "RAFTKV_DATA_DIR": str(data_dir),
-                "RAFTKV_LISTEN_CLIENT": client_url.removeprefix("http://"),
-                "RAFTKV_LISTEN_PEER": peer_url.removeprefix("http://"),
+                "RAFTKV_LISTEN_CLIENT": client_url.split("://", 1)[1],
+                "RAFTKV_LISTEN_PEER": peer_url.split("://", 1)[1],
                 "RAFTKV_ADVERTISE_CLIENT_URL": client_url,
                 "RAFTKV_ADVERTISE_PEER_URL": peer_url,
                 "RAFTKV_DISCOVERY_ENDPOINTS": ",".join(
-                    self.addressing.client_url(name, self.namespace, k) for k in range(MAX_ORDINALS)
+                    at(self.addressing.client_url(name, self.namespace, k), client_scheme)
+                    for k in range(MAX_ORDINALS)
                 ),
                 **self.extra_env,
             }
         )
         args = serve_command()
+        # Quorum-loss recovery: the template's start command adds the flag on the pod
+        # RAFTKV_FORCE_NEW_CLUSTER_POD names (objects.FORCE_COMMAND); this kubelet runs
+        # `raftkv serve` itself, so it does the same.
+        if env.get("RAFTKV_FORCE_NEW_CLUSTER_POD") == pod_name:
+            args = [*args, "--force-new-cluster"]
         log_path = self.root / "logs" / f"{pod_name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         popen = self._spawn(args, env, log_path)
@@ -350,6 +378,37 @@ class Kubelet:
         self, args: list[str], env: dict[str, str], log_path: Path
     ) -> subprocess.Popen[bytes]:
         return spawn_member(args, log_path, env=env, cwd=self.root, banner=True)
+
+    def _mount_secrets(
+        self, sts: JSON, container: JSON, pod_name: str, env: dict[str, str]
+    ) -> dict[str, str]:
+        """Secret volumes (spec.tls): each Secret's keys written as files under the
+        pod's own directory, and env values under a mountPath pointed there. Written
+        once, when the pod starts (the TLS e2e does not rotate)."""
+        secrets = {
+            v["name"]: v["secret"]["secretName"]
+            for v in sts["spec"]["template"]["spec"].get("volumes") or []
+            if "secret" in v
+        }
+        moved: dict[str, str] = {}
+        for mount in container.get("volumeMounts") or []:
+            secret_name = secrets.get(mount["name"])
+            if secret_name is None:
+                continue
+            secret = self.core.read_namespaced_secret(secret_name, self.namespace)
+            local = self.root / "secrets" / pod_name / mount["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            for key, value in (secret.data or {}).items():
+                path = local / key
+                path.write_bytes(base64.b64decode(value))
+                path.chmod(0o600)
+            moved[mount["mountPath"]] = str(local)
+        out = dict(env)
+        for key, value in env.items():
+            for mount_path, local_dir in moved.items():
+                if value.startswith(mount_path + "/"):
+                    out[key] = local_dir + value[len(mount_path) :]
+        return out
 
     def _resolve_env(self, entries: list[JSON], pod_name: str) -> dict[str, str]:
         """The container env as the kubelet computes it (valueFrom, then $(VAR))."""

@@ -48,8 +48,17 @@ from raftkv_operator.model import (
     UpdateStatus,
     Wait,
 )
+from raftkv_operator.recovery_model import (
+    ANNOTATION,
+    ClearForceAnnotation,
+    RefuseRecovery,
+    SetForcePod,
+    UpdateRecovery,
+)
+from raftkv_operator.recovery_status import recovery_to_status
 from raftkv_operator.status import (
     AVAILABLE,
+    PROGRESSING,
     bookkeeping_from_status,
     bookkeeping_to_status,
     bootstrap_state,
@@ -132,6 +141,8 @@ class Executor:
                 return await self._create_children(ctx, replicas, reason)
             case UpdateRestart() | UpdateStatefulSet() | DeletePod():
                 return await self._rolling_step(action, ctx, reason, message)
+            case UpdateRecovery() | SetForcePod() | ClearForceAnnotation() | RefuseRecovery():
+                return await self._recovery_step(action, ctx, reason, message)
             case GrowStatefulSet(replicas=replicas) | ShrinkStatefulSet(replicas=replicas):
                 name = n.statefulset_name(rkv.name)
                 await self.kube.scale_statefulset(rkv.namespace, name, replicas)
@@ -212,6 +223,45 @@ class Executor:
                     return Result(Outcome.ACTED, reason, f"{message} (already gone)")
                 self.events(NORMAL, "MemberPodDeleted", message)
                 return Result(Outcome.ACTED, reason, message)
+
+    async def _recovery_step(
+        self,
+        action: UpdateRecovery | SetForcePod | ClearForceAnnotation | RefuseRecovery,
+        ctx: Context,
+        reason: str,
+        message: str,
+    ) -> Result:
+        """Quorum-loss recovery (``recovery.py``): its record, the template that forces
+        one pod, the annotation, and refusals (a Warning once per distinct message)."""
+        rkv = ctx.rkv
+        match action:
+            case UpdateRecovery(recovery=record, clear_changes=clear, warning=warning):
+                patch: JSON = {"recovery": recovery_to_status(record)}
+                if clear:
+                    patch["inFlight"] = None
+                    patch["restartInFlight"] = None
+                kind = WARNING if warning else NORMAL
+                return await self._write_status(ctx, patch, reason, message, kind)
+            case SetForcePod(pod=pod, revision=revision):
+                template = o.pod_template(rkv, ctx.default_image, force_pod=pod)
+                rendered = template["metadata"]["labels"][o.REVISION_LABEL]
+                if revision and rendered != revision:  # another spec since the plan
+                    return Result(Outcome.RETRY, reason, f"revision {rendered} != {revision}")
+                await self.kube.update_statefulset_template(
+                    rkv.namespace, n.statefulset_name(rkv.name), template, {"type": "OnDelete"}
+                )
+                self.events(NORMAL, reason, message)
+                return Result(Outcome.ACTED, reason, message)
+            case ClearForceAnnotation():
+                await self.kube.remove_raftkv_annotation(rkv.namespace, rkv.name, ANNOTATION)
+                self.events(NORMAL, reason, message)
+                return Result(Outcome.ACTED, reason, message)
+            case RefuseRecovery(idle=idle, event=event):
+                before = condition(ctx.previous_status, PROGRESSING) or {}
+                repeated = before.get("reason") == reason and before.get("message") == message
+                if event and not repeated:
+                    self.events(WARNING, reason, message)
+                return Result(Outcome.DONE if idle else Outcome.WAIT, reason, message)
 
     async def _update_statefulset(
         self, ctx: Context, revision: str, reason: str, message: str

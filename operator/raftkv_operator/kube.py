@@ -57,6 +57,7 @@ class KubeWriter(Protocol):
     async def patch_raftkv_status(
         self, namespace: str, name: str, status: JSON, resource_version: str | None
     ) -> str: ...
+    async def remove_raftkv_annotation(self, namespace: str, name: str, key: str) -> None: ...
 
 
 class Kube:
@@ -70,6 +71,9 @@ class Kube:
         self.batch = kubernetes.client.BatchV1Api(api)
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.extensions = kubernetes.client.ApiextensionsV1Api(api)
+        #: cert-manager.io Certificates (spec.tls certManager): a client of its own so
+        #: the RBAC tables can tell its calls from the RaftKV ones.
+        self.certmanager = kubernetes.client.CustomObjectsApi(api)
 
     async def _call(self, fn: Callable[[], T]) -> T:
         return await asyncio.to_thread(fn)
@@ -208,6 +212,68 @@ class Kube:
             raise
         return True
 
+    # ------------------------------------------------------------------ spec.tls (tls.py)
+
+    async def replace_secret(self, namespace: str, name: str, obj: JSON) -> None:
+        """Rewrite a certificate Secret in place (a renewal): the kubelet updates the
+        mounted files and the members reload them, no pod restarts."""
+        body: Any = obj
+        await self._call(lambda: self.core.replace_namespaced_secret(name, namespace, body))
+
+    async def crd_exists(self, name: str) -> bool:
+        """Whether cert-manager's Certificate CRD (``name``) is installed. A
+        namespace-scoped Role cannot read CRDs (403): then it is taken as installed, and
+        if it is not, creating the Certificate fails (404) and the pass is retried
+        without touching any pod."""
+        try:
+            return await self.read_crd(name) is not None
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+        return True
+
+    async def read_certificate(self, namespace: str, name: str) -> JSON | None:
+        def get() -> Any:
+            return self.certmanager.get_namespaced_custom_object(
+                "cert-manager.io", "v1", namespace, "certificates", name
+            )
+
+        try:
+            return dict(await self._call(get))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def create_certificate(self, obj: JSON) -> bool:
+        namespace = obj["metadata"]["namespace"]
+        try:
+            await self._call(
+                lambda: self.certmanager.create_namespaced_custom_object(
+                    "cert-manager.io", "v1", namespace, "certificates", obj
+                )
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def replace_certificate(self, namespace: str, name: str, obj: JSON) -> None:
+        """Merge-patch the Certificate's spec (cert-manager reissues when it changes)."""
+        body: Any = {"spec": obj["spec"]}
+        await self._call(
+            lambda: self.certmanager.patch_namespaced_custom_object(
+                "cert-manager.io",
+                "v1",
+                namespace,
+                "certificates",
+                name,
+                body,
+                _content_type=MERGE_PATCH,
+            )
+        )
+
     async def scale_statefulset(self, namespace: str, name: str, replicas: int) -> None:
         body = {"spec": {"replicas": replicas}}
         await self._call(
@@ -281,3 +347,22 @@ class Kube:
                 raise StatusConflict(f"{namespace}/{name} changed since it was read") from exc
             raise
         return str(cast(JSON, result)["metadata"]["resourceVersion"])
+
+    async def remove_raftkv_annotation(self, namespace: str, name: str, key: str) -> None:
+        """Drop one annotation of the RaftKV (a merge patch with null; absent is fine)."""
+        body: Any = {"metadata": {"annotations": {key: None}}}
+        try:
+            await self._call(
+                lambda: self.custom.patch_namespaced_custom_object(
+                    n.GROUP,
+                    n.VERSION,
+                    namespace,
+                    n.PLURAL,
+                    name,
+                    body,
+                    _content_type=MERGE_PATCH,
+                )
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise

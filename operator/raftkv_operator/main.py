@@ -188,6 +188,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long a caught-up learner must stay healthy before promotion",
     )
     parser.add_argument(
+        "--recovery-quorum-loss-seconds",
+        type=float,
+        default=float(env("RAFTKV_OPERATOR_RECOVERY_QUORUM_LOSS_SECONDS", "30")),
+        help="how long quorum must have been lost before a raftkv.dev/force-new-cluster "
+        "annotation is acted on",
+    )
+    parser.add_argument(
         "--member-image",
         default=env("RAFTKV_MEMBER_IMAGE", DEFAULT_IMAGE),
         help="member image when a RaftKV's spec.image is unset",
@@ -223,7 +230,10 @@ def main(args: argparse.Namespace) -> int:
         start_http_server(args.metrics_port)
     config = OperatorConfig(
         addressing=n.Addressing(),
-        planner=PlannerConfig(stabilization_seconds=args.stabilization_seconds),
+        planner=PlannerConfig(
+            stabilization_seconds=args.stabilization_seconds,
+            recovery_quorum_loss_seconds=args.recovery_quorum_loss_seconds,
+        ),
         interval=args.interval,
         default_image=args.member_image,
     )

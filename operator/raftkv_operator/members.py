@@ -9,6 +9,7 @@ member answers on is decided by :class:`~raftkv_operator.naming.Addressing`, nev
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -41,18 +42,26 @@ class MemberAdmin(Protocol):
 class HttpProbe:
     """:class:`MemberProbe` over HTTP; one client for a whole observation."""
 
-    def __init__(self, timeout: float = PROBE_TIMEOUT) -> None:
+    def __init__(
+        self, timeout: float = PROBE_TIMEOUT, verify: ssl.SSLContext | bool = True
+    ) -> None:
         self._timeout = timeout
+        #: With spec.tls: trusts the RaftKV's CA and presents its client certificate.
+        self._verify = verify
 
     async def status(self, url: str) -> StatusInfo | None:
-        async with AsyncClient([url], timeout=self._timeout, retries=0) as client:
+        async with AsyncClient(
+            [url], timeout=self._timeout, retries=0, verify=self._verify
+        ) as client:
             try:
                 return await asyncio.wait_for(client.status(endpoint=url), self._timeout * 2)
             except (RaftKVError, OSError, TimeoutError):
                 return None
 
     async def ready(self, url: str) -> bool:
-        async with AsyncClient([url], timeout=self._timeout, retries=0) as client:
+        async with AsyncClient(
+            [url], timeout=self._timeout, retries=0, verify=self._verify
+        ) as client:
             try:
                 return await asyncio.wait_for(client.ready(url), self._timeout * 2)
             except (OSError, TimeoutError):
@@ -64,12 +73,20 @@ class HttpAdmin:
     it saves a forward). Errors are the client's typed ``RaftKVError``s; the executor
     decides which of them mean "already done"."""
 
-    def __init__(self, endpoints: Sequence[str], timeout: float = ADMIN_TIMEOUT) -> None:
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        timeout: float = ADMIN_TIMEOUT,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self._endpoints = list(endpoints)
         self._timeout = timeout
+        self._verify = verify
 
     def _client(self) -> AsyncClient:
-        return AsyncClient(self._endpoints, timeout=self._timeout, retries=1, backoff=0.2)
+        return AsyncClient(
+            self._endpoints, timeout=self._timeout, retries=1, backoff=0.2, verify=self._verify
+        )
 
     async def add_learner(self, member_id: int, name: str, peer_url: str, client_url: str) -> None:
         async with self._client() as client:

@@ -22,6 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from raftkv_operator.recovery_model import (
+    ClearForceAnnotation,
+    Recovery,
+    RefuseRecovery,
+    SetForcePod,
+    UpdateRecovery,
+)
+
 #: Where a member's Raft peer endpoint lives, formatted with ``name``, ``namespace``
 #: and ``ordinal``. In a cluster this is the stable DNS name behind the headless peer
 #: Service; a test harness replaces it with loopback addresses.
@@ -160,6 +168,8 @@ class StatefulSetView:
     revision: str | None = None
     #: ``updateStrategy: OnDelete``: only the operator replaces pods.
     on_delete: bool = False
+    #: The pod the template starts with ``--force-new-cluster`` (quorum-loss recovery).
+    force_pod: str | None = None
 
 
 class PodPhase(enum.StrEnum):
@@ -195,6 +205,15 @@ class PodView:
     uid: str = ""
     #: Why the member container is not running (ImagePullBackOff, CrashLoopBackOff...).
     waiting_reason: str | None = None
+    #: What the member says on ``/v1/status`` (0 when unreachable): how much data it
+    #: holds, to pick the survivor of a quorum loss (``recovery.py``).
+    term: int = 0
+    last_index: int = 0
+    applied_index: int = 0
+    #: The member is a voter of its own configuration (only a voter can be forced).
+    voter: bool = False
+    #: This pod was made from a template that starts *it* with ``--force-new-cluster``.
+    force_new_cluster: bool = False
 
     @property
     def waiting_to_join(self) -> bool:
@@ -206,6 +225,8 @@ class PVCView:
     ordinal: int
     bound: bool = True
     terminating: bool = False
+    #: metadata.uid: tells the volume a recovery retires from the fresh one after it.
+    uid: str = ""
 
 
 # --------------------------------------------------------------------------- Raft view
@@ -279,6 +300,16 @@ class Observed:
     restart: Restart | None = None
     #: Why ordinal 0's restore init container failed (its termination message), if it did.
     restore_failure: str | None = None
+    #: The ``raftkv.dev/force-new-cluster`` annotation (None when absent).
+    force_annotation: str | None = None
+    #: The quorum-loss recovery in progress or last done (operator memory, like status).
+    recovery: Recovery | None = None
+    #: Since when ``Available`` has said QuorumLost (its lastTransitionTime), if it does.
+    quorum_lost_since: float | None = None
+    #: spec.tls: why the certificates the pods mount are not there yet (cert-manager
+    #: missing, not issued yet); None when they are, or TLS is off. No pod is created
+    #: or touched while it is set.
+    tls_blocker: str | None = None
 
     def pod(self, ordinal: int) -> PodView | None:
         for p in self.pods:
@@ -305,6 +336,9 @@ class PlannerConfig:
     max_learner_lag: int = 500
     #: It must stay caught up and ready this long before promotion.
     stabilization_seconds: float = 10.0
+    #: A force-new-cluster annotation is acted on only once quorum has been lost this
+    #: long: an election in progress is not a lost majority.
+    recovery_quorum_loss_seconds: float = 30.0
 
 
 # --------------------------------------------------------------------------- actions
@@ -356,6 +390,11 @@ class Reason(enum.StrEnum):
     RESTORING = "Restoring"
     RESTORE_FAILED = "RestoreFailed"
     RESTORED_MEMBER_ADOPTED = "RestoredMemberAdopted"
+    # Quorum-loss recovery (raftkv.dev/force-new-cluster, recovery.py)
+    FORCING_NEW_CLUSTER = "ForcingNewCluster"
+    RETIRING_STALE_MEMBER = "RetiringStaleMember"
+    # spec.tls: the Secrets the pods mount are not there yet
+    CERTIFICATES_NOT_READY = "CertificatesNotReady"
 
 
 @dataclass(frozen=True)
@@ -479,6 +518,8 @@ class DeletePod:
     ordinal: int
     uid: str
     member_id: int
+    #: Why, for the Event, when it is not a rolling change's restart (a recovery's).
+    why: str = ""
 
 
 Action = (
@@ -498,6 +539,10 @@ Action = (
     | SetQuorumLost
     | Wait
     | Done
+    | UpdateRecovery
+    | SetForcePod
+    | ClearForceAnnotation
+    | RefuseRecovery
 )
 
 #: The actions that change the Raft configuration (one at a time, ever).

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raftkv_operator import naming as n
+from raftkv_operator import recovery_model as R
 from raftkv_operator import restore
+from raftkv_operator import tls as t
 
 JSON = dict[str, Any]
 
@@ -28,6 +30,9 @@ MEMBER_UID = 10001
 TERMINATION_GRACE_SECONDS = 30
 #: Pod template label carrying the member revision (see :func:`member_revision`).
 REVISION_LABEL = "raftkv.dev/member-revision"
+#: etcd's gRPC API: the member listens on the client port + 10000 unless
+#: ``--listen-etcd`` says otherwise (docs/etcd.md); the pod does not set it.
+ETCD_PORT = n.CLIENT_PORT + 10000
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ def peer_service(rkv: RaftKVObject) -> JSON:
             "ports": [
                 {"name": "peer", "port": n.PEER_PORT, "targetPort": "peer"},
                 {"name": "client", "port": n.CLIENT_PORT, "targetPort": "client"},
+                {"name": "etcd", "port": ETCD_PORT, "targetPort": "etcd"},
             ],
         },
     }
@@ -93,7 +99,10 @@ def client_service(rkv: RaftKVObject) -> JSON:
         "spec": {
             "type": "ClusterIP",
             "selector": n.selector_labels(rkv.name),
-            "ports": [{"name": "client", "port": n.CLIENT_PORT, "targetPort": "client"}],
+            "ports": [
+                {"name": "client", "port": n.CLIENT_PORT, "targetPort": "client"},
+                {"name": "etcd", "port": ETCD_PORT, "targetPort": "etcd"},
+            ],
         },
     }
 
@@ -183,13 +192,50 @@ def statefulset(rkv: RaftKVObject, replicas: int, default_image: str = DEFAULT_I
     }
 
 
-def pod_template(rkv: RaftKVObject, default_image: str = DEFAULT_IMAGE) -> JSON:
-    """The members' pod template, labelled with its own member revision."""
+def pod_template(
+    rkv: RaftKVObject, default_image: str = DEFAULT_IMAGE, force_pod: str | None = None
+) -> JSON:
+    """The members' pod template, labelled with its own member revision.
+
+    ``force_pod`` (quorum-loss recovery, ``recovery.py``) names the one pod whose member
+    starts with ``--force-new-cluster``; see :func:`with_force_pod`. The revision label is
+    computed before that difference is added, so it is the same with or without it."""
     template: JSON = {
         "metadata": {"labels": n.common_labels(rkv.name)},
         "spec": pod_spec(rkv, default_image),
     }
+    secured = t.spec_of(rkv.spec)
+    if secured is not None:  # only with TLS: templates without it hash as before
+        template["metadata"]["labels"][t.TLS_LABEL] = secured.label
     template["metadata"]["labels"][REVISION_LABEL] = revision_of(template)
+    if force_pod is not None:
+        with_force_pod(template, force_pod)
+    return template
+
+
+#: The member start command while a recovery forces a new cluster: the flag only on the
+#: pod the variable names. A StatefulSet has one template for every pod; this is how one
+#: ordinal differs. Every other pod, and the named one once the template loses the
+#: variable, starts exactly as ``raftkv serve``.
+FORCE_COMMAND = (
+    f'if [ -n "${R.FORCE_POD_ENV}" ] && [ "${R.FORCE_POD_ENV}" = "$POD_NAME" ]; then '
+    "exec raftkv serve --force-new-cluster; fi; exec raftkv serve"
+)
+
+
+def with_force_pod(template: JSON, pod: str) -> JSON:
+    """Make ``template`` start the member of ``pod`` with ``--force-new-cluster``.
+
+    Why this is safe for the pods it does not name: their command still ends in
+    ``exec raftkv serve`` with the same environment, and the revision label is
+    unchanged, so the rolling machinery sees nothing to roll. For the named pod the
+    flag is a one-time step: the member records it in its data dir and ignores the flag
+    on any later start while that marker exists (a crash loop does not remove the
+    members added back since), and the operator takes the variable off the template as
+    soon as that member leads alone."""
+    (container,) = template["spec"]["containers"]
+    container["command"] = ["/bin/sh", "-c", FORCE_COMMAND]
+    container["env"] = [*container["env"], {"name": R.FORCE_POD_ENV, "value": pod}]
     return template
 
 
@@ -229,6 +275,7 @@ def revision_of(template: JSON) -> str:
 
 def pod_spec(rkv: RaftKVObject, default_image: str = DEFAULT_IMAGE) -> JSON:
     spec = rkv.spec
+    secured = t.spec_of(spec)
     container: JSON = {
         "name": "raftkv",
         "image": str(spec.get("image") or default_image),
@@ -236,14 +283,16 @@ def pod_spec(rkv: RaftKVObject, default_image: str = DEFAULT_IMAGE) -> JSON:
         "ports": [
             {"name": "client", "containerPort": n.CLIENT_PORT, "protocol": "TCP"},
             {"name": "peer", "containerPort": n.PEER_PORT, "protocol": "TCP"},
+            # etcd's v3 gRPC API (docs/etcd.md): the member's default --listen-etcd.
+            {"name": "etcd", "containerPort": ETCD_PORT, "protocol": "TCP"},
         ],
         "env": member_env(rkv),
         "volumeMounts": [{"name": n.DATA_VOLUME, "mountPath": n.DATA_DIR}],
         # Ready = a member that knows a leader and has applied what is committed.
-        "readinessProbe": _probe("/readyz", period=5, failures=3),
-        "livenessProbe": _probe("/healthz", period=10, failures=6),
+        "readinessProbe": _probe("/readyz", period=5, failures=3, secured=secured),
+        "livenessProbe": _probe("/healthz", period=10, failures=6, secured=secured),
         # Replaying a long WAL can take a while; liveness starts only after this.
-        "startupProbe": _probe("/healthz", period=2, failures=60),
+        "startupProbe": _probe("/healthz", period=2, failures=60, secured=secured),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -274,6 +323,10 @@ def pod_spec(rkv: RaftKVObject, default_image: str = DEFAULT_IMAGE) -> JSON:
         pod["initContainers"] = [init]
         if volumes:
             pod["volumes"] = volumes
+    if secured is not None:
+        tls_volumes, tls_mounts = t.pod_volumes(rkv.name, secured)
+        pod["volumes"] = [*(pod.get("volumes") or []), *tls_volumes]
+        container["volumeMounts"] += tls_mounts
     if spec.get("tolerations"):
         pod["tolerations"] = list(spec["tolerations"])
     if spec.get("nodeSelector"):
@@ -289,14 +342,23 @@ def member_env(rkv: RaftKVObject) -> list[JSON]:
     default, because a joining member finds its id by its advertised peer URL.
     """
     peer_host = f"$(POD_NAME).{n.peer_service(rkv.name)}.{rkv.namespace}.svc"
+    secured = t.spec_of(rkv.spec)
+    client_scheme = t.scheme(secured is not None and secured.client)
+    peer_scheme = t.scheme(secured is not None and secured.peer)
     return [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "RAFTKV_NAME", "value": "$(POD_NAME)"},
         {"name": "RAFTKV_DATA_DIR", "value": n.DATA_DIR},
         {"name": "RAFTKV_LISTEN_CLIENT", "value": f"0.0.0.0:{n.CLIENT_PORT}"},
         {"name": "RAFTKV_LISTEN_PEER", "value": f"0.0.0.0:{n.PEER_PORT}"},
-        {"name": "RAFTKV_ADVERTISE_PEER_URL", "value": f"http://{peer_host}:{n.PEER_PORT}"},
-        {"name": "RAFTKV_ADVERTISE_CLIENT_URL", "value": f"http://{peer_host}:{n.CLIENT_PORT}"},
+        {
+            "name": "RAFTKV_ADVERTISE_PEER_URL",
+            "value": f"{peer_scheme}://{peer_host}:{n.PEER_PORT}",
+        },
+        {
+            "name": "RAFTKV_ADVERTISE_CLIENT_URL",
+            "value": f"{client_scheme}://{peer_host}:{n.CLIENT_PORT}",
+        },
         # metadata.uid: a re-created RaftKV of the same name is another cluster.
         {"name": "RAFTKV_CLUSTER_TOKEN", "value": rkv.uid},
         {
@@ -314,19 +376,33 @@ def member_env(rkv: RaftKVObject) -> list[JSON]:
         },
         {
             "name": "RAFTKV_DISCOVERY_ENDPOINTS",
-            "value": n.client_service_url(rkv.name, rkv.namespace),
+            "value": t.with_scheme(
+                n.client_service_url(rkv.name, rkv.namespace), client_scheme == "https"
+            ),
         },
         {"name": "RAFTKV_SNAPSHOT_COUNT", "value": str(rkv.raft("snapshotCount", 10000))},
         {"name": "RAFTKV_TICK_MS", "value": str(rkv.raft("tickMs", 100))},
         {"name": "RAFTKV_ELECTION_TICKS", "value": str(rkv.raft("electionTicks", 10))},
         {"name": "RAFTKV_HEARTBEAT_TICKS", "value": str(rkv.raft("heartbeatTicks", 1))},
         {"name": "RAFTKV_LOG_FORMAT", "value": "json"},
+        *(t.pod_env(secured) if secured is not None else []),
     ]
 
 
-def _probe(path: str, *, period: int, failures: int) -> JSON:
+def _probe(path: str, *, period: int, failures: int, secured: t.TLSSpec | None = None) -> JSON:
+    """httpGet on the client port (HTTPS with client TLS; the kubelet does not verify
+    the certificate). With clientCertAuth the kubelet cannot present a certificate, so
+    the probe runs in the container instead (``tls.PROBE_SCRIPT``)."""
+    if secured is not None and secured.client and secured.client_cert_auth:
+        return {
+            "exec": {"command": ["python", "-c", t.PROBE_SCRIPT, path]},
+            "periodSeconds": period,
+            "timeoutSeconds": 3,
+            "failureThreshold": failures,
+        }
+    on = secured is not None and secured.client
     return {
-        "httpGet": {"path": path, "port": "client", "scheme": "HTTP"},
+        "httpGet": {"path": path, "port": "client", "scheme": "HTTPS" if on else "HTTP"},
         "periodSeconds": period,
         "timeoutSeconds": 2,
         "failureThreshold": failures,

@@ -35,6 +35,8 @@ from raftkv_operator.model import (
     StatefulSetView,
 )
 from raftkv_operator.objects import DEFAULT_IMAGE, RaftKVObject
+from raftkv_operator.recovery_model import FORCE_POD_ENV
+from raftkv_operator.tls import TLSState
 
 JSON = dict[str, Any]
 
@@ -60,6 +62,8 @@ class Snapshot:
     bootstrap_configmap: JSON | None = None
     missing_children: tuple[tuple[str, str], ...] = ()
     statefulset: JSON | None = None
+    #: spec.tls: the certificates as this pass found (and refreshed) them; None = no TLS.
+    tls: TLSState | None = None
 
 
 # --------------------------------------------------------------------------- pure parts
@@ -87,7 +91,22 @@ def pod_view(pod: Mapping[str, Any], ordinal: int, answer: StatusInfo | None) ->
         revision=(meta.get("labels") or {}).get(o.REVISION_LABEL),
         uid=str(meta.get("uid") or ""),
         waiting_reason=_waiting_reason(status),
+        term=answer.term if answer is not None else 0,
+        last_index=answer.last_index if answer is not None else 0,
+        applied_index=answer.applied_index if answer is not None else 0,
+        voter=answer is not None
+        and any(m.id == answer.id and not m.learner for m in answer.members),
+        force_new_cluster=_force_pod(pod.get("spec") or {}) == meta.get("name"),
     )
+
+
+def _force_pod(pod_spec: Mapping[str, Any]) -> str | None:
+    """The pod a pod spec (or template spec) starts with --force-new-cluster, if any."""
+    for container in pod_spec.get("containers") or []:
+        for entry in container.get("env") or []:
+            if entry.get("name") == FORCE_POD_ENV and entry.get("value"):
+                return str(entry["value"])
+    return None
 
 
 def _waiting_reason(status: Mapping[str, Any]) -> str | None:
@@ -105,6 +124,7 @@ def pvc_view(pvc: Mapping[str, Any], ordinal: int) -> PVCView:
         ordinal=ordinal,
         bound=(pvc.get("status") or {}).get("phase") == "Bound",
         terminating=bool((pvc.get("metadata") or {}).get("deletionTimestamp")),
+        uid=str((pvc.get("metadata") or {}).get("uid") or ""),
     )
 
 
@@ -119,6 +139,7 @@ def statefulset_view(sts: Mapping[str, Any] | None) -> StatefulSetView | None:
         current_replicas=int(status.get("currentReplicas") or 0),
         revision=((template.get("metadata") or {}).get("labels") or {}).get(o.REVISION_LABEL),
         on_delete=(spec.get("updateStrategy") or {}).get("type") == "OnDelete",
+        force_pod=_force_pod(template.get("spec") or {}),
     )
 
 

@@ -28,13 +28,18 @@ Rolling changes (a new pod template: image, resources, Raft tuning...) follow th
 pattern with their own write-ahead record, one member restart at a time; the rules are
 in ``rolling.py``. A restart never overlaps a membership change: neither starts while
 the other's record exists.
+
+Quorum-loss recovery (``raftkv.dev/force-new-cluster``) has its own write-ahead record,
+``status.recovery``, and its rules in ``recovery.py``: it starts only where this planner
+would stop at QuorumLost, forces exactly the member its record names, then lets the
+ordinary REPLACE path bring the others back, one at a time, on empty volumes.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from raftkv_operator import restore, rolling
+from raftkv_operator import recovery, restore, rolling
 from raftkv_operator.model import (
     Action,
     AddLearner,
@@ -71,6 +76,13 @@ def majority(voters: int) -> int:
 
 def plan(observed: Observed, config: PlannerConfig = DEFAULT_CONFIG) -> Action:
     """Return the one next action for ``observed``; the same input always gives the same output."""
+    action = _plan(observed, config)
+    # A quorum-loss recovery starts only where the planner would stop at QuorumLost;
+    # anywhere else the annotation is refused (recovery.py).
+    return recovery.review(observed, action, quorum_problem(observed.raft), config)
+
+
+def _plan(observed: Observed, config: PlannerConfig) -> Action:
     status = observed.status
 
     # Bootstrap exactly once. The cluster id is persisted *before* any pod exists,
@@ -94,6 +106,12 @@ def plan(observed: Observed, config: PlannerConfig = DEFAULT_CONFIG) -> Action:
             f"ordinal 0 bootstraps a one-member cluster as member {member_id}",
         )
 
+    # spec.tls: a pod made without its certificate Secrets would never start, and one
+    # made with the wrong ones would not reach its peers: no pod is created or touched
+    # until they are there (the members already running keep running).
+    if observed.tls_blocker is not None:
+        return Wait(Reason.CERTIFICATES_NOT_READY, observed.tls_blocker)
+
     # Owned objects and the pods that existing members live on come back first:
     # they change no membership, and without them quorum could never return.
     floor = _statefulset_floor(status)
@@ -101,6 +119,11 @@ def plan(observed: Observed, config: PlannerConfig = DEFAULT_CONFIG) -> Action:
         return CreateChildren(statefulset_replicas=floor)
     if observed.statefulset.replicas < floor:
         return GrowStatefulSet(floor)
+    # A recovery the user asked for goes before everything else, quorum or not: its
+    # record names the one member forced, and nothing else is touched until it leads.
+    forced = recovery.active_step(observed, quorum_problem(observed.raft))
+    if forced is not None:
+        return forced
     # The template next (it touches no pod): whatever pod is recreated from now on,
     # for a roll or after a crash, comes back at the desired revision.
     template = rolling.statefulset_step(observed)
@@ -341,6 +364,7 @@ def _start_next(observed: Observed, config: PlannerConfig = DEFAULT_CONFIG) -> A
     for step in (
         _next_scale_down,
         _next_orphan,
+        recovery.retire_step,
         _next_member_repair,
         _next_cleanup,
         _next_wait_for_health,

@@ -11,24 +11,30 @@ one RaftKV cannot monopolise the operator.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast
 
 import kopf
 
 from raftkv_operator import backup as b
-from raftkv_operator import metrics
+from raftkv_operator import metrics, tls
 from raftkv_operator import naming as n
 from raftkv_operator.executor import Context, EventSink, Executor, Outcome, Result
 from raftkv_operator.kube import BackupKube, KubeReader, KubeWriter
 from raftkv_operator.members import HttpAdmin, HttpProbe, MemberAdmin, MemberProbe
-from raftkv_operator.model import Action, PlannerConfig
+from raftkv_operator.model import Action, Bookkeeping, PlannerConfig
 from raftkv_operator.objects import DEFAULT_IMAGE, RaftKVObject
 from raftkv_operator.observe import Snapshot, gather
 from raftkv_operator.planner import plan
+from raftkv_operator.recovery_status import (
+    force_annotation,
+    quorum_lost_since,
+    recovery_from_status,
+)
 from raftkv_operator.status import (
     bookkeeping_from_status,
     bootstrap_state,
@@ -36,6 +42,7 @@ from raftkv_operator.status import (
     report,
     restart_from_status,
 )
+from raftkv_operator.tls import TLSState
 
 log = logging.getLogger("raftkv.operator")
 
@@ -55,7 +62,7 @@ class OperatorConfig:
     default_image: str = DEFAULT_IMAGE
 
 
-class KubeAccess(KubeReader, KubeWriter, BackupKube, Protocol):
+class KubeAccess(KubeReader, KubeWriter, BackupKube, tls.TLSKube, Protocol):
     """Every part of the Kubernetes adapter (``kube.Kube`` is one)."""
 
 
@@ -78,9 +85,13 @@ class Reconciler:
         self.admin_for = admin_for
         self.clock = clock
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        #: The certificate Warning last posted per RaftKV: several steps of one pass
+        #: run before the report writes CertificatesReady, which is what else dedupes.
+        self._warned: dict[tuple[str, str], str | None] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         self._locks.pop((namespace, name), None)
+        self._warned.pop((namespace, name), None)
 
     async def reconcile(self, namespace: str, name: str) -> Outcome:
         """One pass; never raises (the next timer tick is the retry)."""
@@ -126,20 +137,71 @@ class Reconciler:
             await self._write_report(body, snapshot, action, backup)
         return result.outcome
 
-    async def _step(self, body: JSON) -> tuple[Snapshot, Action, Result]:
+    async def _tls(self, body: JSON, book: Bookkeeping) -> tuple[RaftKVObject, TLSState | None]:
+        """spec.tls (``tls.py``): the RaftKV as the members are rendered from (a running
+        cluster keeps its TLS setting), and the certificates made fresh for this pass."""
         rkv = RaftKVObject.from_body(body)
+        desired = tls.spec_of(rkv.spec)
+        running = tls.running_label(
+            await self.kube.read("StatefulSet", rkv.namespace, n.statefulset_name(rkv.name))
+        )
+        spec, transition = tls.effective_spec(rkv.spec, running)
+        rkv = replace(rkv, spec=spec)
+        secured = tls.spec_of(spec)
+        if secured is None:
+            return rkv, None
+        if desired is None:
+            # TLS taken out of the spec of a running TLS cluster: the members keep it
+            # and the certificates are left as they are (no mode, issuer or CA to
+            # issue from any more).
+            why = transition or "spec.tls was removed"
+            return rkv, tls.TLSState(None, ("True", "TLSChangeNotApplied", why), transition=why)
+        ordinals = max([rkv.replicas, *(k + 1 for k in book.members)])
+        state = await tls.sync(self.kube, body, secured, ordinals, self.clock(), transition)
+        return rkv, state
+
+    def _clients(
+        self, state: TLSState | None
+    ) -> tuple[MemberProbe, Callable[[Sequence[str]], MemberAdmin]]:
+        """The member clients of one pass: over TLS with the RaftKV's CA when it has one
+        (clients injected by a test harness are used as given)."""
+        if state is None or state.ca_pem is None:
+            return self.probe, self.admin_for
+        ctx = tls.client_context(state.ca_pem, state.client_pair)
+        probe = HttpProbe(verify=ctx) if isinstance(self.probe, HttpProbe) else self.probe
+        admin_for = self.admin_for
+        if admin_for is HttpAdmin:
+            admin_for = functools.partial(HttpAdmin, verify=ctx)
+        return probe, admin_for
+
+    async def _step(self, body: JSON) -> tuple[Snapshot, Action, Result]:
         status = body.get("status") or {}
         book = bookkeeping_from_status(status)
+        rkv, tls_state = await self._tls(body, book)
+        secured = tls.spec_of(rkv.spec)
+        addressing = tls.addressing(self.config.addressing, secured)
+        probe, admin_for = self._clients(tls_state)
         snapshot = await gather(
             rkv,
             book,
             self.kube,
-            self.probe,
-            self.config.addressing,
+            probe,
+            addressing,
             self.clock(),
             restart=restart_from_status(status),
             default_image=self.config.default_image,
         )
+        if tls_state is not None:
+            observed = replace(snapshot.observed, tls_blocker=tls_state.blocker)
+            snapshot = replace(snapshot, observed=observed, tls=tls_state)
+        # Quorum-loss recovery: the annotation, its record and how long quorum is lost.
+        observed = replace(
+            snapshot.observed,
+            force_annotation=force_annotation(body),
+            recovery=recovery_from_status(status),
+            quorum_lost_since=quorum_lost_since(status),
+        )
+        snapshot = replace(snapshot, observed=observed)
         await self._sync_bootstrap_state(rkv, snapshot, bootstrap_state(book))
         action = plan(snapshot.observed, self.config.planner)
         ctx = Context(
@@ -147,10 +209,14 @@ class Reconciler:
             body=body,
             resource_version=str(body["metadata"].get("resourceVersion", "")),
             previous_status=status,
-            addressing=self.config.addressing,
+            addressing=addressing,
             default_image=self.config.default_image,
         )
-        executor = Executor(self.kube, self.admin_for(snapshot.endpoints), self.events_for(body))
+        executor = Executor(self.kube, admin_for(snapshot.endpoints), self.events_for(body))
+        if tls_state is not None:
+            key = (rkv.namespace, rkv.name)
+            warned = _tls_events(self.events_for(body), tls_state, status, self._warned.get(key))
+            self._warned[key] = warned
         result = await executor.execute(action, ctx)
         log.info(
             "%s/%s: %s → %s (%s) %s",
@@ -233,9 +299,63 @@ class Reconciler:
                     backup, current.get("conditions") or (), new["conditions"], self.clock()
                 )
             )
+        if snapshot.tls is not None:
+            new["tls"] = tls_status(snapshot.tls, body)
+            new["conditions"].append(
+                tls_condition(snapshot.tls, current.get("conditions") or (), new, self.clock())
+            )
         if all(current.get(k) == v for k, v in new.items()):
             return  # unchanged: no write, no new resourceVersion, no watch event
         await self.kube.patch_raftkv_status(meta.get("namespace"), meta["name"], new, None)
+
+
+def _tls_events(
+    sink: EventSink, state: TLSState, status: Mapping[str, Any], warned: str | None
+) -> str | None:
+    """Post issuance Events every time; a Warning only when it is not the condition's
+    reason already, nor the last one posted (once per problem, not once per pass).
+    Returns the Warning reason now in effect."""
+    before: Mapping[str, Any] = next(
+        (c for c in status.get("conditions") or () if c.get("type") == tls.CERTIFICATES_READY),
+        {},
+    )
+    current = None
+    for kind, reason, message in state.events:
+        if kind == "Warning":
+            current = reason
+            if reason in (before.get("reason"), warned):
+                continue
+        sink(kind, reason, message)
+    return current
+
+
+def tls_status(state: TLSState, body: Mapping[str, Any]) -> JSON:
+    """``status.tls``: the mode in use and the soonest expiry of the certificates."""
+    secured = tls.spec_of(body.get("spec") or {})
+    out: JSON = {"mode": secured.mode if secured is not None else None}
+    out["notAfter"] = format_time(state.not_after) if state.not_after is not None else None
+    return out
+
+
+def tls_condition(
+    state: TLSState,
+    previous: Sequence[Mapping[str, Any]],
+    new: Mapping[str, Any],
+    now: float,
+) -> JSON:
+    """``CertificatesReady``, its lastTransitionTime kept while the status does not flip."""
+    status, why, text = state.condition
+    before = next((c for c in previous if c.get("type") == tls.CERTIFICATES_READY), {})
+    since = before.get("lastTransitionTime") if before.get("status") == status else None
+    cond: JSON = {
+        "type": tls.CERTIFICATES_READY,
+        "status": status,
+        "reason": why,
+        "message": text[:32768],
+        "lastTransitionTime": since or format_time(now),
+        "observedGeneration": new.get("observedGeneration"),
+    }
+    return cond
 
 
 def backup_condition(

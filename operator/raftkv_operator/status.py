@@ -44,6 +44,13 @@ from raftkv_operator.model import (
     Wait,
 )
 from raftkv_operator.planner import quorum_problem
+from raftkv_operator.recovery_model import (
+    ClearForceAnnotation,
+    RefuseRecovery,
+    SetForcePod,
+    UpdateRecovery,
+)
+from raftkv_operator.recovery_status import describe_recovery
 from raftkv_operator.restore import RESTORED, restored_condition
 from raftkv_operator.rolling import stale_members, updated_members
 
@@ -169,6 +176,11 @@ def describe(action: Action) -> tuple[str, str]:
             return "UpdatingStatefulSet", (
                 f"writing the pod template of member revision {action.revision} (OnDelete)"
             )
+        case DeletePod(why=why) if why:
+            return (
+                "DeletingPod",
+                f"deleting pod {action.ordinal} (member {action.member_id}): {why}",
+            )
         case DeletePod():
             return "DeletingPod", (
                 f"deleting pod {action.ordinal} (member {action.member_id}) so that it is "
@@ -198,6 +210,8 @@ def describe(action: Action) -> tuple[str, str]:
                 f"ordinal {action.ordinal} lost its data: replacing member {action.old_id} "
                 f"with {action.new_id}"
             )
+        case UpdateRecovery() | RefuseRecovery() | ClearForceAnnotation() | SetForcePod():
+            return describe_recovery(action)
     raise AssertionError(f"unknown action {action!r}")
 
 

@@ -7,11 +7,15 @@ write once, in revision order, and end at the final state), and a lease kept ali
 client through the faults (`support.lease_keeper`: while its keep-alives are answered
 at least once a TTL, the lease and its key must survive).
 
-Structure. The workload (`raftkv.verify.workload`) runs on an asyncio loop in the calling
-thread; the nemesis runs in its own thread, because fault injection is blocking work
-(signals, `proc.wait`, `ip`, status polls) that must not stall the clients and distort
-their latencies. Both stamp events with `time.monotonic`, so ops and fault windows share
-one clock in the history, the summary and the picture.
+Structure. The workload (`raftkv.verify.workload`) runs on an asyncio loop in the
+calling thread (the HTTP watchers and the lease keeper in threads of their own, the
+gRPC watchers on that loop); the nemesis runs in its own thread, because fault injection
+is blocking work (signals, `proc.wait`, `ip`, status polls) that must not stall the
+clients and distort their latencies. Both stamp events with `time.monotonic`, so ops
+and fault windows share one clock in the history, the summary and the picture. What the
+clients are is a `Clients`: `HttpClients` (the native API, the default) or
+grpc_nemesis.py's `GrpcClients` (etcd's v3 gRPC API); the run, the faults and the checks
+are the same for both.
 
 Schedule. Faults are injected one at a time: inject, hold for a seeded duration, heal,
 wait until the cluster has recovered (a single leader, every member ready and caught up
@@ -51,20 +55,29 @@ import random
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import httpx
 
-from raftkv.client import Client, RaftKVError
+from raftkv.client import Client
 from raftkv.client import Consistency as ReadConsistency
 from raftkv.storage.recovery import WAL_DIR
 from raftkv.verify import Op, OpKind, OpStatus, check_history
 from raftkv.verify.report import FaultWindow, RunArtifacts, write_run
 from raftkv.verify.result import CheckResult
-from raftkv.verify.workload import Recorder, WorkloadConfig, final_reads, run_workload
+from raftkv.verify.workload import (
+    HttpApi,
+    Recorder,
+    RegisterApi,
+    WorkloadConfig,
+    read_all,
+    run_register_workload,
+)
 from support.lease_keeper import LeaseKeeper
 from support.wait import wait_for
 from support.watch_check import Watcher, check_watcher
@@ -294,28 +307,202 @@ def _default_plan(nem: Nemesis, rec: Recorder) -> None:
     nem.random_schedule()
 
 
+WATCH_PREFIX = "nemesis/"
+
+
+def rotated(endpoints: list[str], i: int) -> list[str]:
+    """`endpoints` starting at the i-th (mod n): client i's own member first."""
+    k = i % len(endpoints)
+    return endpoints[k:] + endpoints[:k]
+
+
+def acknowledged_writes(ops: list[Op]) -> list[tuple[str, str]]:
+    """(key, value) of every write the workload saw take effect: what a watcher must see."""
+    return [
+        (op.key, str(op.value))
+        for op in ops
+        if op.status is OpStatus.OK
+        and op.kind in (OpKind.WRITE, OpKind.CAS)
+        and not op.cas_failed
+        and op.value is not None
+    ]
+
+
+async def wait_caught_up(w: Watcher, revision: int, timeout: float) -> bool:
+    """Until `w` has seen `revision` (or failed); False at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while w.seen_rev < revision and not w.error:
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+class Clients(ABC):
+    """The clients of one nemesis run, over one API: everything that differs between the
+    HTTP run (`HttpClients`) and the gRPC run (grpc_nemesis.py). `run_nemesis` drives
+    them the same way, from one asyncio loop in the calling thread: watchers before the
+    faults, the register workload during them, final reads, then the watch check."""
+
+    labels: ClassVar[dict[str, str]] = {}
+    """Fields the run's summary carries to say which API it used."""
+    cluster_type: ClassVar[type[NetnsCluster]] = NetnsCluster
+    etcd: ClassVar[bool] = False
+    """Whether the members serve etcd's gRPC API too."""
+
+    def __init__(self) -> None:
+        self.watchers: list[Watcher] = []
+
+    def new_cluster(self, root: Path, cfg: NemesisConfig) -> NetnsCluster:
+        return self.cluster_type(
+            root,
+            cfg.members,
+            tick_ms=cfg.tick_ms,
+            extra_args=["--request-timeout", str(cfg.server_request_timeout)],
+            etcd=self.etcd,
+        )
+
+    @abstractmethod
+    def endpoints(self, cluster: NetnsCluster) -> list[str]:
+        """Every member's endpoint in this API's form (the workload's and watchers')."""
+
+    @abstractmethod
+    def api(self, timeout: float) -> RegisterApi[Any, Any]:
+        """The register workload's per-op calls."""
+
+    @abstractmethod
+    async def listing(self, cluster: NetnsCluster) -> tuple[int, dict[str, str]]:
+        """One linearizable listing of WATCH_PREFIX through any member that answers:
+        (the store revision, key -> value)."""
+
+    @abstractmethod
+    def start_watchers(self, eps: list[str], start: int, n: int) -> None:
+        """Start `n` watchers of WATCH_PREFIX from `start`, watcher i on member i first."""
+
+    async def start(self, cluster: NetnsCluster, cfg: NemesisConfig) -> None:
+        """Before the faults: the watchers, from the current revision + 1."""
+        if cfg.watchers:
+            revision, _ = await self.listing(cluster)
+            self.start_watchers(self.endpoints(cluster), revision + 1, cfg.watchers)
+
+    async def check(self, cluster: NetnsCluster, ops: list[Op]) -> list[str]:
+        """After the final reads: the final state (one linearizable listing), then each
+        watcher must reach its revision and pass `check_watcher`."""
+        if not self.watchers:
+            return []
+        try:
+            last, final = await self.listing(cluster)
+        except Exception as exc:
+            return [f"watch check: no final listing: {exc!r}"]
+        acked = acknowledged_writes(ops)
+        problems: list[str] = []
+        for i, w in enumerate(self.watchers):
+            if not await wait_caught_up(w, last, 30):
+                problems.append(f"watcher {i}: not at revision {last} in 30 s (at {w.seen_rev})")
+            await asyncio.to_thread(w.close)
+            problems += [f"watcher {i}: {p}" for p in check_watcher(w, final, acked)]
+        return problems
+
+    async def close(self) -> None:
+        """Stop whatever still runs (idempotent)."""
+        for w in self.watchers:
+            await asyncio.to_thread(w.close)
+
+    def report(self) -> dict[str, Any]:
+        """Summary fields of this API's own checks."""
+        return {}
+
+
+class HttpClients(Clients):
+    """raftkv's native HTTP API: the workload through `raftkv.client`, watchers on
+    `GET /v1/watch` (threads), and a lease kept alive through the faults
+    (`support.lease_keeper`: while its keep-alives are answered at least once a TTL, the
+    lease and its key must survive)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keeper: LeaseKeeper | None = None
+        self.lease_report: dict[str, float] = {}
+
+    def endpoints(self, cluster: NetnsCluster) -> list[str]:
+        return cluster.endpoints(alive_only=False)
+
+    def api(self, timeout: float) -> RegisterApi[Any, Any]:
+        return HttpApi(timeout)
+
+    async def listing(self, cluster: NetnsCluster) -> tuple[int, dict[str, str]]:
+        body = await asyncio.to_thread(_http_listing, self.endpoints(cluster))
+        final = {i["key"]: base64.b64decode(i["value"]).decode() for i in body["items"]}
+        return int(body["revision"]), final
+
+    def start_watchers(self, eps: list[str], start: int, n: int) -> None:
+        self.watchers = [Watcher(rotated(eps, i), start, WATCH_PREFIX) for i in range(n)]
+        for w in self.watchers:
+            w.start_thread()
+
+    async def start(self, cluster: NetnsCluster, cfg: NemesisConfig) -> None:
+        await super().start(cluster, cfg)
+        self.keeper = LeaseKeeper(self.endpoints(cluster), "nemesis-lease/held")
+        await asyncio.to_thread(self.keeper.start)
+
+    async def check(self, cluster: NetnsCluster, ops: list[Op]) -> list[str]:
+        problems = await super().check(cluster, ops)
+        if self.keeper is not None:
+            keeper = self.keeper
+            await asyncio.to_thread(keeper.close)
+            problems += await asyncio.to_thread(keeper.problems, cluster.endpoints())
+            self.lease_report = {
+                "renewals": keeper.renewals,
+                "longest_gap_s": round(keeper.longest_gap, 2),
+                "ttl": keeper.ttl,
+            }
+        return problems
+
+    async def close(self) -> None:
+        await super().close()
+        if self.keeper is not None:
+            await asyncio.to_thread(self.keeper.close)
+
+    def report(self) -> dict[str, Any]:
+        return {"lease_keeper": self.lease_report}
+
+
+def _http_listing(endpoints: list[str]) -> dict[str, Any]:
+    def attempt() -> dict[str, Any] | None:
+        for ep in endpoints:
+            try:
+                r = httpx.get(
+                    f"{ep}/v1/kv", params={"prefix": WATCH_PREFIX, "limit": 10_000}, timeout=3
+                )
+            except httpx.HTTPError:
+                continue
+            if r.status_code == 200:
+                body: dict[str, Any] = r.json()
+                return body
+        return None
+
+    return wait_for("a final listing", attempt, 30)
+
+
 def run_nemesis(
     out_dir: Path,
     cfg: NemesisConfig = NemesisConfig(),
     plan: Plan = _default_plan,
     *,
     title: str = "raftkv nemesis",
+    clients: Clients | None = None,
 ) -> NemesisRun:
-    """Start a cluster, run the workload while `plan` injects faults, heal, read every
-    key, check, and write history.jsonl / summary / latency.png into `out_dir`."""
+    """Start a cluster, run the workload (and watchers) of `clients` (default: the HTTP
+    API) while `plan` injects faults, heal, read every key, check the history and the
+    watchers, and write history.jsonl / summary / latency.png into `out_dir`."""
+    side = clients or HttpClients()
     t_start = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
-    cluster = NetnsCluster(
-        out_dir / "cluster",
-        cfg.members,
-        tick_ms=cfg.tick_ms,
-        extra_args=["--request-timeout", str(cfg.server_request_timeout)],
-    )
+    cluster = side.new_cluster(out_dir / "cluster", cfg)
     rec = Recorder()
     stop = threading.Event()
-    keys = [f"nemesis/k{i}" for i in range(cfg.keys)]
-    watchers: list[Watcher] = []
-    lease_report: dict[str, float] = {}
+    keys = [f"{WATCH_PREFIX}k{i}" for i in range(cfg.keys)]
     try:
         cluster.start_all(timeout=cfg.recovery_timeout)
         cluster.leader(timeout=cfg.recovery_timeout)
@@ -335,8 +522,9 @@ def run_nemesis(
                     nem.errors.append(f"final heal/recovery failed: {exc!r}")
                 stop.set()
 
+        eps = side.endpoints(cluster)
         wl = WorkloadConfig(
-            endpoints=cluster.endpoints(alive_only=False),
+            endpoints=eps,
             keys=keys,
             clients=cfg.clients,
             # An upper bound only: the nemesis thread sets `stop` when it is done.
@@ -346,121 +534,52 @@ def run_nemesis(
             consistency=cfg.consistency,
             seed=cfg.seed,
         )
-        watchers = _start_watchers(cluster.endpoints(alive_only=False), cfg.watchers)
-        keeper = LeaseKeeper(cluster.endpoints(alive_only=False), "nemesis-lease/held")
-        keeper.start()
         thread = threading.Thread(target=nemesis_main, name="nemesis", daemon=True)
-        thread.start()
-        try:
-            asyncio.run(run_workload(wl, rec, stop))
-        finally:
-            stop.set()
-            thread.join(timeout=cfg.recovery_timeout * 3 + 30)
-        if thread.is_alive():
-            nem.errors.append("the nemesis thread did not finish")
-        finals = asyncio.run(final_reads(wl.endpoints, keys, rec, timeout=2.0))
-        missing = [k for k in keys if k not in finals]
-        if missing:
-            nem.errors.append(f"final reads failed for {missing}")
-        nem.errors += _check_watchers(cluster.endpoints(), watchers, rec.ops())
-        keeper.close()
-        nem.errors += keeper.problems(cluster.endpoints())
-        lease_report = {
-            "renewals": keeper.renewals,
-            "longest_gap_s": round(keeper.longest_gap, 2),
-            "ttl": keeper.ttl,
-        }
+
+        async def run_clients() -> list[str]:
+            try:
+                await side.start(cluster, cfg)
+                thread.start()
+                try:
+                    await run_register_workload(side.api(cfg.timeout), wl, rec, stop)
+                finally:
+                    stop.set()
+                    if thread.ident is not None:
+                        await asyncio.to_thread(thread.join, cfg.recovery_timeout * 3 + 30)
+                problems = []
+                if thread.is_alive():
+                    problems.append("the nemesis thread did not finish")
+                finals = await read_all(side.api(2.0), eps, keys, rec)
+                missing = [k for k in keys if k not in finals]
+                if missing:
+                    problems.append(f"final reads failed for {missing}")
+                return problems + await side.check(cluster, rec.ops())
+            finally:
+                await side.close()
+
+        nem.errors += asyncio.run(run_clients())
         faults, errors = nem.faults, nem.errors
     finally:
+        stop.set()
         cluster.close()
     ops = rec.ops()
     result = check_history(ops, timeout_s=cfg.check_timeout)
     elapsed = time.monotonic() - t_start
-    extra = {
+    extra: dict[str, Any] = {
         "seed": cfg.seed,
         "members": cfg.members,
+        **side.labels,
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "elapsed_s": round(elapsed, 1),
     }
     if errors:
         extra["nemesis_error"] = errors
-    extra["lease_keeper"] = lease_report
-    extra["watchers"] = [{"events": len(w.events), "reconnects": w.reconnects} for w in watchers]
+    extra.update(side.report())
+    extra["watchers"] = [
+        {"events": len(w.events), "reconnects": w.reconnects} for w in side.watchers
+    ]
     arts = write_run(out_dir, ops, result, faults, title=f"{title} seed={cfg.seed}", extra=extra)
-    return NemesisRun(ops, result, faults, arts, errors, elapsed, extra, watchers)
-
-
-WATCH_PREFIX = "nemesis/"
-
-
-def _start_watchers(endpoints: list[str], n: int) -> list[Watcher]:
-    """`n` watchers from the current revision + 1, each starting on its own member."""
-    if n == 0:
-        return []
-    listing = httpx.get(f"{endpoints[0]}/v1/kv", params={"prefix": WATCH_PREFIX, "limit": 1})
-    start = int(listing.json()["revision"]) + 1
-    watchers = [
-        Watcher(
-            endpoints[i % len(endpoints) :] + endpoints[: i % len(endpoints)], start, WATCH_PREFIX
-        )
-        for i in range(n)
-    ]
-    for w in watchers:
-        w.start_thread()
-    return watchers
-
-
-def _check_watchers(endpoints: list[str], watchers: list[Watcher], ops: list[Op]) -> list[str]:
-    """After the final reads: the final state (one linearizable listing), then each
-    watcher must reach its revision and pass `check_watcher`."""
-    if not watchers:
-        return []
-    try:
-        listing = _final_listing(endpoints)
-    except Exception as exc:
-        for w in watchers:
-            w.close()
-        return [f"watch check: no final listing: {exc!r}"]
-    last = int(listing["revision"])
-    final = {i["key"]: base64.b64decode(i["value"]).decode() for i in listing["items"]}
-    acked = [
-        (op.key, str(op.value))
-        for op in ops
-        if op.status is OpStatus.OK
-        and op.kind in (OpKind.WRITE, OpKind.CAS)
-        and not op.cas_failed
-        and op.value is not None
-    ]
-    problems: list[str] = []
-    for i, w in enumerate(watchers):
-
-        def caught_up(w: Watcher = w) -> bool:
-            return w.seen_rev >= last or bool(w.error)
-
-        try:
-            wait_for(f"watcher {i} at revision {last}", caught_up, 30)
-        except Exception as exc:
-            problems.append(f"watcher {i}: {exc}")
-        w.close()
-        problems += [f"watcher {i}: {p}" for p in check_watcher(w, final, acked)]
-    return problems
-
-
-def _final_listing(endpoints: list[str]) -> dict[str, Any]:
-    def attempt() -> dict[str, Any] | None:
-        for ep in endpoints:
-            try:
-                r = httpx.get(
-                    f"{ep}/v1/kv", params={"prefix": WATCH_PREFIX, "limit": 10_000}, timeout=3
-                )
-            except httpx.HTTPError:
-                continue
-            if r.status_code == 200:
-                body: dict[str, Any] = r.json()
-                return body
-        return None
-
-    return wait_for("a final listing", attempt, 30)
+    return NemesisRun(ops, result, faults, arts, errors, elapsed, extra, list(side.watchers))
 
 
 # -- proving the checker can fail -------------------------------------------------------
@@ -469,76 +588,96 @@ def _final_listing(endpoints: list[str]) -> dict[str, Any]:
 STALE_PROBE_KEY = "nemesis/probe"
 
 
-def stale_read_plan(nem: Nemesis, rec: Recorder) -> None:
+class StaleProbe(Protocol):
+    """The stale-read plan's two blocking clients (the nemesis thread is not async)."""
+
+    def put(self, value: str) -> None:
+        """Write STALE_PROBE_KEY through the leader; must succeed (the majority side
+        has a leader)."""
+
+    def read(self) -> str | None:
+        """A serializable read of STALE_PROBE_KEY on the isolated member (None when
+        absent); raises when it cannot answer."""
+
+
+OpenProbe = Callable[[Nemesis, str, str], AbstractContextManager[StaleProbe]]
+"""(nemesis, leader, isolated member) -> the probe clients over one API."""
+
+
+def make_stale_read_plan(open_probe: OpenProbe) -> Plan:
     """Partition a follower away and, while it is cut off, write through the majority and
     read serializably from the isolated member. The isolated member cannot have applied
     a write that committed after it was cut off, so that read *must* return the old
     value, after the new one was acknowledged: a stale read by construction, on top of
     whatever the (serializable) workload itself observes."""
-    nem.stop.wait(nem.cfg.warmup)
-    leader = nem.leader()
-    isolated = next(n for n in nem.names if n != leader)
-    # A key of its own: the workload's writers would race the wait below for the probe
-    # value on one of theirs (the wait could then miss it under load).
-    key = STALE_PROBE_KEY
-    iso = nem.c.members[isolated]
-    with Client([nem.c.members[leader].url], timeout=3.0, retries=0) as lc:
-        _probe_write(rec, lc, key, "probe-before")
-        # Wait (bounded) until the isolated member has applied it, so the stale value it
-        # returns later is a definite, known one.
-        with Client([iso.url], timeout=2.0, retries=0) as ic:
+
+    def plan(nem: Nemesis, rec: Recorder) -> None:
+        nem.stop.wait(nem.cfg.warmup)
+        leader = nem.leader()
+        isolated = next(n for n in nem.names if n != leader)
+        # A key of its own: the workload's writers would race the wait below for the
+        # probe value on one of theirs (the wait could then miss it under load).
+        key = STALE_PROBE_KEY
+        with open_probe(nem, leader, isolated) as probe:
+
+            def put(value: str) -> None:
+                call = time.monotonic()
+                probe.put(value)
+                rec.returned(-2, key, OpKind.WRITE, call, value=value)
+
+            put("probe-before")
+            # Wait (bounded) until the isolated member has applied it, so the stale value
+            # it returns later is a definite, known one.
             wait_for(
                 f"{isolated} applied the first probe write",
-                lambda: (
-                    (g := ic.get(key, consistency="serializable")) is not None
-                    and g.value == b"probe-before"
-                ),
+                lambda: probe.read() == "probe-before",
                 10,
                 ignore=Exception,
             )
             start = time.monotonic()
             nem.c.partition([isolated], [n for n in nem.names if n != isolated])
             nem.hold()
-            _probe_write(rec, lc, key, "probe-after")
-            value = _probe_read(rec, ic, key)
+            put("probe-after")
+            call = time.monotonic()
+            try:
+                value = probe.read()
+            except Exception:
+                value = None
+            else:
+                rec.returned(-3, key, OpKind.READ, call, value=value)
             if value != "probe-before":
                 nem.errors.append(f"expected a stale read from {isolated}, got {value!r}")
             nem.hold(1.0)
-    nem.c.heal()
-    nem._record("partition-minority", isolated, start, time.monotonic(), "serializable probe")
+        nem.c.heal()
+        nem._record("partition-minority", isolated, start, time.monotonic(), "serializable probe")
+
+    return plan
 
 
-def _probe_write(rec: Recorder, c: Client, key: str, value: str) -> None:
-    call = time.monotonic()
-    c.put(key, value.encode())  # must succeed: the majority side has a leader
-    rec.add(
-        client=-2,
-        key=key,
-        kind=OpKind.WRITE,
-        call=call,
-        ret=time.monotonic(),
-        status=OpStatus.OK,
-        value=value,
-    )
+class _HttpProbe:
+    def __init__(self, leader: Client, isolated: Client) -> None:
+        self.leader = leader
+        self.isolated = isolated
+
+    def put(self, value: str) -> None:
+        self.leader.put(STALE_PROBE_KEY, value.encode())
+
+    def read(self) -> str | None:
+        g = self.isolated.get(STALE_PROBE_KEY, consistency="serializable")
+        return None if g is None else g.value.decode()
 
 
-def _probe_read(rec: Recorder, c: Client, key: str) -> str | None:
-    call = time.monotonic()
-    try:
-        g = c.get(key, consistency="serializable")
-    except RaftKVError:
-        return None
-    value = None if g is None else g.value.decode()
-    rec.add(
-        client=-3,
-        key=key,
-        kind=OpKind.READ,
-        call=call,
-        ret=time.monotonic(),
-        status=OpStatus.OK,
-        value=value,
-    )
-    return value
+@contextmanager
+def _http_probe(nem: Nemesis, leader: str, isolated: str) -> Iterator[StaleProbe]:
+    with (
+        Client([nem.c.members[leader].url], timeout=3.0, retries=0) as lc,
+        Client([nem.c.members[isolated].url], timeout=2.0, retries=0) as ic,
+    ):
+        yield _HttpProbe(lc, ic)
+
+
+stale_read_plan = make_stale_read_plan(_http_probe)
+"""The stale-read plan over the HTTP API."""
 
 
 def stale_read_config(seed: int = 7) -> NemesisConfig:

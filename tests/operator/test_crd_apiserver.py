@@ -107,6 +107,7 @@ def test_the_crd_has_the_rules_these_tests_expect(schema: JSON) -> None:
         "spec.restore",
         "spec.backup",
         "spec.backup.pvc",
+        "spec.tls",
     }
 
 

@@ -90,6 +90,9 @@ class FakeKube:
             raise StatusConflict("changed")
         return "8"
 
+    async def remove_raftkv_annotation(self, namespace: str, name: str, key: str) -> None:
+        self.calls.append(("remove_annotation", name, key))
+
 
 class FakeAdmin:
     def __init__(self, error: RaftKVError | None = None) -> None:

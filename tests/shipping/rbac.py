@@ -21,6 +21,9 @@ class Call(NamedTuple):
 OPERATOR_CALLS: dict[Call, str] = {
     Call(n.GROUP, n.PLURAL, "get"): "read_raftkv: each pass starts from a fresh read",
     Call(n.GROUP, f"{n.PLURAL}/status", "patch"): "patch_raftkv_status: bookkeeping",
+    Call(n.GROUP, n.PLURAL, "patch"): (
+        "remove_raftkv_annotation: raftkv.dev/force-new-cluster, once recorded in status"
+    ),
     Call("", "services", "get"): "read: observe the peer and client Services",
     Call("", "services", "create"): "create: CreateChildren",
     Call("", "secrets", "get"): "read: observe the peer secret",
@@ -44,6 +47,10 @@ OPERATOR_CALLS: dict[Call, str] = {
     Call("batch", "cronjobs", "patch"): "replace_cronjob: spec.backup changed",
     Call("batch", "cronjobs", "delete"): "delete_cronjob: spec.backup removed",
     Call("batch", "jobs", "list"): "list_backup_jobs: status.backup from the Jobs",
+    Call("", "secrets", "update"): "replace_secret: spec.tls renews a certificate in place",
+    Call("cert-manager.io", "certificates", "get"): "read_certificate: spec.tls certManager",
+    Call("cert-manager.io", "certificates", "create"): "create_certificate: server and peer",
+    Call("cert-manager.io", "certificates", "patch"): "replace_certificate: SANs, duration",
 }
 
 #: The operator's own cluster-wide calls: with a namespace-scoped Role it goes without.

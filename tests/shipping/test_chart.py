@@ -479,7 +479,13 @@ def test_network_policy_guards_the_peer_port() -> None:
     (only_members,) = peer_rule["from"]
     assert set(only_members["podSelector"]["matchLabels"].items()) <= member_labels
     assert not set(only_members["podSelector"]["matchLabels"].items()) <= operator_labels
-    assert client_rule["ports"] == [{"port": n.CLIENT_PORT, "protocol": "TCP"}]
+    # The client port and etcd's gRPC port (the member's default: client port + 10000).
+    assert client_rule["ports"] == [
+        {"port": n.CLIENT_PORT, "protocol": "TCP"},
+        {"port": o.ETCD_PORT, "protocol": "TCP"},
+    ]
+    etcd = [p for p in members["spec"]["template"]["spec"]["containers"][0]["ports"]]
+    assert {"name": "etcd", "containerPort": o.ETCD_PORT, "protocol": "TCP"} in etcd
     selected = [set(f["podSelector"]["matchLabels"].items()) for f in client_rule["from"][:2]]
     assert selected[0] <= member_labels
     assert selected[1] <= operator_labels

@@ -11,14 +11,19 @@ every call seen here.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
 import kubernetes
 import pytest
+import yaml
+from cryptography import x509
 from kubernetes.client import ApiClient, ApiException
 
+from raftkv_operator import tls
 from raftkv_operator.naming import GROUP, PLURAL, VERSION
 from support.crd_schema import load_crd
 from support.fake_members import CONFIG, FakeMembers, ready_pod
@@ -39,6 +44,8 @@ from .rbac import (
 
 pytestmark = pytest.mark.timeout(120)
 
+CERTMANAGER_CRD = Path(__file__).parents[1] / "support" / "certmanager_crd.yaml"
+
 OPERATOR_AGENT = "raftkv-operator-under-test"
 _VERBS = {
     "fetch": "get",
@@ -54,7 +61,9 @@ def _call(request: Any) -> Call | None:
     if resource is None or resource.plural is None:
         return None  # discovery (/api, /apis/...), which every account may read
     action = str(request.action.value if request.action is not None else "").lower()
-    if action == "update":
+    if str(request.method.value).upper() == "PUT":
+        verb = "update"  # a replace (kmock names no action for it)
+    elif action == "update":
         verb = "patch" if str(request.method.value).upper() == "PATCH" else "update"
     else:
         verb = _VERBS[action]
@@ -79,6 +88,8 @@ def recorded() -> Iterator[tuple[EmulatorThread, list[Call]]]:
 
     emulator = Recording()
     emulator.register_crd(load_crd(), crd_schema, check_crd)
+    # spec.tls with mode certManager needs cert-manager's Certificate CRD.
+    emulator.register_crd(yaml.safe_load(CERTMANAGER_CRD.read_text()), crd_schema, check_crd)
     with EmulatorThread(emulator) as server:
         yield server, calls
 
@@ -107,6 +118,61 @@ def _in_sync(custom: Any) -> bool:
         and status.get("observedGeneration") == obj["metadata"]["generation"]
         and not status.get("inFlight")
     )
+
+
+def _tls_body(name: str, spec_tls: dict[str, Any]) -> dict[str, Any]:
+    body = _body(1)
+    body["metadata"]["name"] = name
+    body["spec"]["tls"] = spec_tls
+    return body
+
+
+def _exercise_tls(api: ApiClient) -> None:
+    """spec.tls (no pod is ever made ready, so no fake member gets involved): a managed
+    CA and certificates, one of them renewed in place; cert-manager Certificates,
+    created and then updated."""
+    core: Any = kubernetes.client.CoreV1Api(api)
+    custom: Any = kubernetes.client.CustomObjectsApi(api)
+    custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, _tls_body("tls", {}))
+
+    def secret(name: str) -> Any:
+        return core.read_namespaced_secret(name, NS)
+
+    ca = wait_for("the managed CA", lambda: secret("tls-ca"), timeout=30, ignore=ApiException)
+    wait_for("the server Secret", lambda: secret("tls-server-tls"), timeout=30, ignore=ApiException)
+    pair = tls.KeyPair(base64.b64decode(ca.data["tls.crt"]), base64.b64decode(ca.data["tls.key"]))
+    old = tls.issue(pair, "old", ["old"], 0.0, 90 * 86400.0)  # expired long ago
+    aged = tls.tls_secret_object("tls", NS, "tls-server-tls", "server-tls", old, pair.cert_pem)
+    core.replace_namespaced_secret("tls-server-tls", NS, aged)
+    serial = x509.load_pem_x509_certificate(old.cert_pem).serial_number
+
+    def renewed() -> bool:
+        pem = base64.b64decode(secret("tls-server-tls").data["tls.crt"])
+        return x509.load_pem_x509_certificate(pem).serial_number != serial
+
+    wait_for("the renewal", renewed, timeout=30, ignore=ApiException)
+
+    issuer = {"issuerRef": {"name": "ca"}}
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, _tls_body("cm", {"mode": "certManager", "certManager": issuer})
+    )
+
+    def certificate_duration() -> str | None:
+        try:
+            cert = custom.get_namespaced_custom_object(
+                "cert-manager.io", "v1", NS, "certificates", "cm-server"
+            )
+        except ApiException:
+            return None
+        return str(cert["spec"]["duration"])
+
+    wait_for("the Certificate", certificate_duration, timeout=30)
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, "cm", {"spec": {"tls": {"duration": "720h"}}}
+    )
+    wait_for("the Certificate updated", lambda: certificate_duration() == "720h", timeout=30)
+    for name in ("tls", "cm"):
+        custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
 
 
 def test_every_request_the_operator_makes_is_granted(
@@ -208,6 +274,9 @@ def test_every_request_the_operator_makes_is_granted(
                 timeout=30,
                 ignore=ApiException,
             )
+            with ApiClient(kubernetes.client.Configuration(host=server.url)) as own:
+                own.user_agent = "raftkv-rbac-test"  # not recorded as the operator's
+                _exercise_tls(own)
         assert not server.emulator.errors, server.emulator.errors
 
     (role,) = [o for o in render({}) if o["kind"] == "ClusterRole"]

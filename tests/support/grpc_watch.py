@@ -30,7 +30,7 @@ from support.etcd_aio import AioEtcd, prefix_end
 from support.grpc_workload import channel
 from support.watch_check import Watcher
 
-__all__ = ["GrpcWatcher", "run_watchers", "wait_caught_up"]
+__all__ = ["GrpcWatcher", "run_watchers"]
 
 
 @dataclass
@@ -124,14 +124,3 @@ class GrpcWatcher(Watcher):
 def run_watchers(watchers: list[GrpcWatcher]) -> list[asyncio.Task[None]]:
     """Start each watcher's `arun` on the running loop."""
     return [asyncio.create_task(w.arun(), name=f"grpc-watcher-{i}") for i, w in enumerate(watchers)]
-
-
-async def wait_caught_up(w: Watcher, revision: int, timeout: float) -> bool:
-    """Until `w` has seen `revision` (or failed); False at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while w.seen_rev < revision and not w.error:
-        if loop.time() >= deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True

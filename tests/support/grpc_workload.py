@@ -16,6 +16,12 @@ revision == r" and "value == the value read at r" are one predicate. `txn_cas` c
 the VALUE itself (CREATE == 0 when absent). `txn_pair` puts two keys in one Txn,
 recorded as a write to each with the Txn's times.
 
+Only the per-op calls are here (`GrpcApi`): the op choice, pacing, pinning, values and
+recording are `raftkv.verify.workload`'s, shared with the HTTP workload. Run it with
+`run_register_workload(GrpcApi(cfg.timeout), cfg, rec, stop)` (a `WorkloadConfig` whose
+endpoints are etcd `host:port`s; consistency "serializable" sends serializable Ranges)
+and read the final state with `read_all(GrpcApi(2.0), ...)`.
+
 Outcomes from gRPC status codes (see `outcome_of`): OK on an answer; FAIL only for
 errors that prove the request had no effect (etcd's refusals before proposing, and a
 call that never left the client because no connection could be made); INFO for the
@@ -26,27 +32,24 @@ at any time, or never.
 from __future__ import annotations
 
 import asyncio
-import random
-import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import grpc
 
+from raftkv.client import Consistency
 from raftkv.etcdapi.proto import kv_pb2
 from raftkv.etcdapi.proto import rpc_pb2 as pb
-from raftkv.verify.history import OpKind, OpStatus, Value
-from raftkv.verify.workload import OpMix, Recorder
+from raftkv.verify.history import OpStatus
+from raftkv.verify.workload import RegisterApi
 from support.etcd_aio import AioEtcd, prefix_end
 
 __all__ = [
     "FAST_RECONNECT",
-    "GrpcWorkloadConfig",
+    "GrpcApi",
+    "channel",
     "final_listing",
-    "grpc_final_reads",
     "outcome_of",
-    "run_grpc_workload",
 ]
 
 #: Channel options for clients of members that get killed and restarted: gRPC's
@@ -92,122 +95,56 @@ def outcome_of(exc: BaseException) -> OpStatus:
     return OpStatus.INFO
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GrpcWorkloadConfig:
-    endpoints: Sequence[str]
-    """The members' etcd gRPC endpoints, `host:port`."""
-    keys: Sequence[str]
-    clients: int = 6
-    duration: float = 60.0
-    """Seconds; the stop event may end the run earlier."""
-    rate: float | None = None
-    """Cap on ops started per second over all clients (None: as fast as answers come)."""
-    timeout: float = 1.5
-    """Per call; a write that times out is recorded INFO."""
-    serializable: bool = False
-    """Serializable Ranges (not linearizable by design: only to show the checker can fail)."""
-    mix: OpMix = field(default_factory=OpMix)
-    seed: int = 0
-    value_prefix: str = ""
-
-
-def _text(raw: bytes) -> Value:
-    try:
-        return raw.decode()
-    except UnicodeDecodeError:
-        return raw
-
-
-class _Pacer:
-    """Spreads op starts evenly at `rate` per second over all clients (one event loop)."""
-
-    def __init__(self, rate: float | None) -> None:
-        self._interval = 0.0 if not rate else 1.0 / rate
-        self._next = time.monotonic()
-
-    async def wait(self) -> None:
-        if not self._interval:
-            return
-        now = time.monotonic()
-        slot = max(self._next, now)
-        self._next = slot + self._interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
-
-
 def channel(endpoint: str) -> AioEtcd:
     return AioEtcd(endpoint, options=FAST_RECONNECT)
 
 
-class _Worker:
-    def __init__(self, idx: int, cfg: GrpcWorkloadConfig, rec: Recorder, kv: AioEtcd) -> None:
-        self.idx = idx
-        self.cfg = cfg
-        self.rec = rec
-        self.kv = kv
-        self.rng = random.Random(f"grpc/{cfg.seed}/{idx}")
-        self.seq = 0
+class GrpcApi(RegisterApi[AioEtcd, kv_pb2.KeyValue]):
+    """The register workload's calls through etcd's KV service, each one attempt with
+    `timeout`; CAS is a Txn comparing MOD (by revision) or VALUE (`txn_cas`)."""
 
-    def _record(self, key: str, kind: OpKind, call: float, **rest: object) -> None:
-        self.rec.add(
-            client=self.idx,
-            key=key,
-            kind=kind,
-            call=call,
-            ret=time.monotonic(),
-            **rest,  # type: ignore[arg-type]
-        )
+    rng_label = "grpc/"
+    read_errors = (grpc.aio.AioRpcError,)
 
-    def _value(self) -> str:
-        self.seq += 1
-        return f"{self.cfg.value_prefix}c{self.idx}.{self.seq}"
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
 
-    async def read(self, key: str) -> tuple[bool, kv_pb2.KeyValue | None]:
-        """A Range of one key; (answered, its kv or None when absent)."""
-        call = time.monotonic()
-        try:
-            r = await self.kv.range(
-                pb.RangeRequest(key=key.encode(), serializable=self.cfg.serializable),
-                self.cfg.timeout,
-            )
-        except Exception as exc:  # a failed read has no effect: FAIL and INFO both drop it
-            self._record(key, OpKind.READ, call, status=outcome_of(exc))
-            return False, None
-        kv = r.kvs[0] if r.kvs else None
-        self._record(
-            key,
-            OpKind.READ,
-            call,
-            status=OpStatus.OK,
-            value=None if kv is None else _text(kv.value),
-        )
-        return True, kv
+    def connect(self, endpoint: str) -> AioEtcd:
+        return channel(endpoint)
 
-    async def write(self, key: str) -> None:
-        value = self._value()
-        call = time.monotonic()
-        try:
-            await self.kv.put(
-                pb.PutRequest(key=key.encode(), value=value.encode()), self.cfg.timeout
-            )
-            status = OpStatus.OK
-        except Exception as exc:
-            status = outcome_of(exc)
-        self._record(key, OpKind.WRITE, call, status=status, value=value)
+    async def close(self, c: AioEtcd) -> None:
+        await c.close()
 
-    async def delete(self, key: str) -> None:
-        call = time.monotonic()
-        try:
-            await self.kv.delete(pb.DeleteRangeRequest(key=key.encode()), self.cfg.timeout)
-            status = OpStatus.OK
-        except Exception as exc:
-            status = outcome_of(exc)
-        self._record(key, OpKind.DELETE, call, status=status)
+    def outcome(self, exc: BaseException) -> OpStatus:
+        return outcome_of(exc)
 
-    async def cas(self, key: str, *, by_value: bool) -> None:
-        ok, current = await self.read(key)
-        if not ok:
-            return
+    async def get(self, c: AioEtcd, key: str, consistency: Consistency) -> kv_pb2.KeyValue | None:
+        req = pb.RangeRequest(key=key.encode(), serializable=consistency == "serializable")
+        r = await c.range(req, self.timeout)
+        return r.kvs[0] if r.kvs else None
+
+    def value(self, r: kv_pb2.KeyValue) -> bytes:
+        return bytes(r.value)
+
+    async def put(self, c: AioEtcd, key: str, value: bytes) -> None:
+        await c.put(pb.PutRequest(key=key.encode(), value=value), self.timeout)
+
+    async def delete(self, c: AioEtcd, key: str) -> None:
+        await c.delete(pb.DeleteRangeRequest(key=key.encode()), self.timeout)
+
+    async def cas(
+        self, c: AioEtcd, key: str, current: kv_pb2.KeyValue | None, value: bytes
+    ) -> bool:
+        return await self._swap(c, key, current, value, by_value=False)
+
+    async def txn_cas(
+        self, c: AioEtcd, key: str, current: kv_pb2.KeyValue | None, value: bytes
+    ) -> bool:
+        return await self._swap(c, key, current, value, by_value=True)
+
+    async def _swap(
+        self, c: AioEtcd, key: str, current: kv_pb2.KeyValue | None, value: bytes, by_value: bool
+    ) -> bool:
         k = key.encode()
         if current is None:
             cmp = pb.Compare(key=k, target=pb.Compare.CREATE, create_revision=0)
@@ -215,146 +152,21 @@ class _Worker:
             cmp = pb.Compare(key=k, target=pb.Compare.VALUE, value=current.value)
         else:
             cmp = pb.Compare(key=k, target=pb.Compare.MOD, mod_revision=current.mod_revision)
-        expected: Value = None if current is None else _text(current.value)
-        value = self._value()
         req = pb.TxnRequest(
             compare=[cmp],
-            success=[pb.RequestOp(request_put=pb.PutRequest(key=k, value=value.encode()))],
+            success=[pb.RequestOp(request_put=pb.PutRequest(key=k, value=value))],
         )
-        call = time.monotonic()
-        cas_failed = False
-        try:
-            r = await self.kv.txn(req, self.cfg.timeout)
-            status, cas_failed = OpStatus.OK, not r.succeeded
-        except Exception as exc:
-            status = outcome_of(exc)
-        self._record(
-            key,
-            OpKind.CAS,
-            call,
-            status=status,
-            value=value,
-            expected=expected,
-            cas_failed=cas_failed,
-        )
+        r = await c.txn(req, self.timeout)
+        return bool(r.succeeded)
 
-    async def txn_pair(self, key: str) -> None:
-        other = self.rng.choice([k for k in self.cfg.keys if k != key] or [key])
-        if other == key:
-            await self.write(key)
-            return
-        values = {key: self._value(), other: self._value()}
+    async def put_all(self, c: AioEtcd, values: dict[str, bytes]) -> None:
         req = pb.TxnRequest(
             success=[
-                pb.RequestOp(request_put=pb.PutRequest(key=k.encode(), value=v.encode()))
+                pb.RequestOp(request_put=pb.PutRequest(key=k.encode(), value=v))
                 for k, v in values.items()
             ]
         )
-        call = time.monotonic()
-        try:
-            await self.kv.txn(req, self.cfg.timeout)
-            status = OpStatus.OK
-        except Exception as exc:
-            status = outcome_of(exc)
-        ret = time.monotonic()
-        for k, v in values.items():
-            self.rec.add(
-                client=self.idx,
-                key=k,
-                kind=OpKind.WRITE,
-                call=call,
-                ret=ret,
-                status=status,
-                value=v,
-            )
-
-    async def run(self, pacer: _Pacer, deadline: float, stop: threading.Event) -> None:
-        m = self.cfg.mix
-        kinds = ["read", "write", "cas", "txn_cas", "txn_pair", "delete"]
-        weights = [m.read, m.write, m.cas, m.txn_cas, m.txn_pair, m.delete]
-        while not stop.is_set():
-            await pacer.wait()
-            if stop.is_set() or time.monotonic() >= deadline:
-                return
-            key = self.rng.choice(list(self.cfg.keys))
-            kind = self.rng.choices(kinds, weights)[0]
-            if kind == "read":
-                await self.read(key)
-            elif kind == "write":
-                await self.write(key)
-            elif kind == "cas":
-                await self.cas(key, by_value=False)
-            elif kind == "txn_cas":
-                await self.cas(key, by_value=True)
-            elif kind == "txn_pair":
-                await self.txn_pair(key)
-            else:
-                await self.delete(key)
-
-
-async def run_grpc_workload(
-    cfg: GrpcWorkloadConfig, rec: Recorder, stop: threading.Event | None = None
-) -> None:
-    """Run the clients until `cfg.duration` passes or `stop` is set, then wait for the ops
-    in flight (each bounded by `cfg.timeout`), so every op invoked is recorded."""
-    if not cfg.endpoints or not cfg.keys or cfg.clients < 1:
-        raise ValueError("need at least one endpoint, one key and one client")
-    stop = stop or threading.Event()
-    chans = [channel(ep) for ep in cfg.endpoints]
-    workers = [_Worker(i, cfg, rec, chans[i % len(chans)]) for i in range(cfg.clients)]
-    pacer = _Pacer(cfg.rate)
-    deadline = time.monotonic() + cfg.duration
-    try:
-        await asyncio.gather(*(w.run(pacer, deadline, stop) for w in workers))
-    finally:
-        for c in chans:
-            await c.close()
-
-
-async def grpc_final_reads(
-    endpoints: Sequence[str],
-    keys: Sequence[str],
-    rec: Recorder,
-    *,
-    client: int = -1,
-    timeout: float = 2.0,
-    deadline_s: float = 30.0,
-) -> dict[str, Value]:
-    """A linearizable Range of every key, trying members in turn until one answers; the
-    answer is recorded (see `raftkv.verify.workload.final_reads`, whose HTTP twin this
-    is). Keys not read by the deadline are missing from the result."""
-    out: dict[str, Value] = {}
-    deadline = time.monotonic() + deadline_s
-    chans = [channel(ep) for ep in endpoints]
-    try:
-        for key in keys:
-            turn = 0
-            while time.monotonic() < deadline:
-                c = chans[turn % len(chans)]
-                turn += 1
-                call = time.monotonic()
-                try:
-                    r = await c.range(pb.RangeRequest(key=key.encode()), timeout)
-                except grpc.aio.AioRpcError:
-                    if turn % len(chans) == 0:
-                        await asyncio.sleep(0.2)
-                    continue
-                value = _text(r.kvs[0].value) if r.kvs else None
-                rec.add(
-                    client=client,
-                    key=key,
-                    kind=OpKind.READ,
-                    call=call,
-                    ret=time.monotonic(),
-                    status=OpStatus.OK,
-                    value=value,
-                )
-                out[key] = value
-                break
-    finally:
-        for c in chans:
-            await c.close()
-    return out
+        await c.txn(req, self.timeout)
 
 
 async def final_listing(

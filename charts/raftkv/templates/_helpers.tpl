@@ -139,4 +139,13 @@ operator/raftkv_operator/kube.py and compares them with these rules.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["list"]
+# spec.tls: a renewed certificate rewrites its Secret in place (the members reload it
+# from the mounted volume; no pod restarts).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["update"]
+# spec.tls with mode certManager: the server and peer Certificates (cert-manager.io/v1).
+- apiGroups: ["cert-manager.io"]
+  resources: ["certificates"]
+  verbs: ["get", "create", "patch"]
 {{- end -}}

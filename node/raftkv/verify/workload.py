@@ -33,6 +33,11 @@ value that write stored. So "revision == r" and "value == v" are the same predic
 wrong revision, the checker would see a CAS succeed or fail against the wrong value and
 report it, which is the behaviour we want.) "Absent" is not unique, but If-None-Match tests
 absence directly, so the create-only case needs no uniqueness.
+
+Transports. The op choice, pacing, pinning, values, recording and final reads are written
+once, over a `RegisterApi`: `HttpApi` here, and etcd's v3 gRPC API in
+tests/support/grpc_workload.py (the nemesis's gRPC run). An API supplies only the
+per-op calls and its error classification (`outcome_of` here).
 """
 
 from __future__ import annotations
@@ -42,9 +47,10 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 from raftkv.client import (
     AsyncClient,
@@ -60,11 +66,15 @@ from raftkv.client_ops import Op as TxnOps
 from raftkv.verify.history import Op, OpKind, OpStatus, Value
 
 __all__ = [
+    "HttpApi",
     "OpMix",
     "Recorder",
+    "RegisterApi",
     "WorkloadConfig",
     "final_reads",
     "outcome_of",
+    "read_all",
+    "run_register_workload",
     "run_workload",
 ]
 
@@ -89,6 +99,7 @@ class OpMix:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkloadConfig:
     endpoints: Sequence[str]
+    """The members' endpoints in the API's form: URLs for `HttpApi`."""
     keys: Sequence[str]
     clients: int = 6
     duration: float = 60.0
@@ -108,7 +119,7 @@ class WorkloadConfig:
     pin: bool = True
     """Pin client i to endpoint i % n; False rotates each client over all endpoints."""
     verify: ssl.SSLContext | bool = True
-    """TLS for https endpoints: the clients' httpx `verify` (docs/tls.md)."""
+    """TLS for https endpoints: the clients' httpx `verify` (docs/tls.md; HTTP only)."""
 
 
 class Recorder:
@@ -149,6 +160,11 @@ class Recorder:
             self._ops.append(op)
             return op
 
+    def returned(self, client: int, key: str, kind: OpKind, call: float, **rest: Any) -> Op:
+        """`add` an op that returned just now (OK unless `rest` says otherwise)."""
+        rest.setdefault("status", OpStatus.OK)
+        return self.add(client=client, key=key, kind=kind, call=call, ret=time.monotonic(), **rest)
+
     def ops(self) -> list[Op]:
         """A snapshot, sorted by invocation time."""
         with self._lock:
@@ -180,6 +196,118 @@ def _text(raw: bytes) -> Value:
         return raw
 
 
+C = TypeVar("C")
+"""One API's connection to one member."""
+R = TypeVar("R")
+"""What that API's read of one present key answers (its value and its revision)."""
+
+
+class RegisterApi(ABC, Generic[C, R]):
+    """The per-op calls of the register workload over one API, and nothing else.
+
+    What differs between the HTTP run and the gRPC run (tests/support/grpc_workload.py)
+    is only how an op is sent and how its errors are classified; the op mix, pacing,
+    pinning, unique values, the CAS encoding's read-then-swap and the recording are
+    `_Worker`'s, shared, so the two histories mean the same thing and one checker judges
+    both. Each call is exactly one attempt: an implementation must never retry."""
+
+    rng_label: ClassVar[str] = ""
+    """Prefix of each client's random-stream name, so that runs of one seed over two
+    APIs draw their own op sequences."""
+    read_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    """Errors after which `read_all` tries the next member (anything else propagates)."""
+
+    @abstractmethod
+    def connect(self, endpoint: str) -> C:
+        """A connection to the member at `endpoint` (opened inside the running loop)."""
+
+    @abstractmethod
+    async def close(self, c: C) -> None: ...
+
+    @abstractmethod
+    def outcome(self, exc: BaseException) -> OpStatus:
+        """FAIL only when `exc` proves the op had no effect; INFO otherwise."""
+
+    @abstractmethod
+    async def get(self, c: C, key: str, consistency: Consistency) -> R | None:
+        """Read one key (None when absent)."""
+
+    @abstractmethod
+    def value(self, r: R) -> bytes:
+        """The value of a read's answer."""
+
+    @abstractmethod
+    async def put(self, c: C, key: str, value: bytes) -> None: ...
+
+    @abstractmethod
+    async def delete(self, c: C, key: str) -> None: ...
+
+    @abstractmethod
+    async def cas(self, c: C, key: str, current: R | None, value: bytes) -> bool:
+        """Put `value` iff the key's revision is still `current`'s (absent: iff it is
+        still absent). False when the comparison failed (an observation, not an error)."""
+
+    @abstractmethod
+    async def txn_cas(self, c: C, key: str, current: R | None, value: bytes) -> bool:
+        """`cas` in one transaction comparing the VALUE (absent: CREATE == 0)."""
+
+    @abstractmethod
+    async def put_all(self, c: C, values: dict[str, bytes]) -> None:
+        """Put every key in one transaction."""
+
+
+class HttpApi(RegisterApi[AsyncClient, GetResult]):
+    """raftkv's native HTTP API: an `AsyncClient` over one endpoint with `retries=0`;
+    CAS is `If-Match: "<rev>"` (`If-None-Match: *` when absent), 412 a failed compare."""
+
+    read_errors = (RaftKVError,)
+
+    def __init__(self, timeout: float, verify: ssl.SSLContext | bool = True) -> None:
+        self.timeout = timeout
+        self.verify = verify
+
+    def connect(self, endpoint: str) -> AsyncClient:
+        return AsyncClient([endpoint], timeout=self.timeout, retries=0, verify=self.verify)
+
+    async def close(self, c: AsyncClient) -> None:
+        await c.aclose()
+
+    def outcome(self, exc: BaseException) -> OpStatus:
+        return outcome_of(exc)
+
+    async def get(self, c: AsyncClient, key: str, consistency: Consistency) -> GetResult | None:
+        return await c.get(key, consistency=consistency)
+
+    def value(self, r: GetResult) -> bytes:
+        return r.value
+
+    async def put(self, c: AsyncClient, key: str, value: bytes) -> None:
+        await c.put(key, value)
+
+    async def delete(self, c: AsyncClient, key: str) -> None:
+        await c.delete(key)
+
+    async def cas(self, c: AsyncClient, key: str, current: GetResult | None, value: bytes) -> bool:
+        try:
+            if current is None:
+                await c.put(key, value, if_none_match=True)
+            else:
+                await c.put(key, value, if_match=current.revision)
+        except PreconditionFailed:
+            return False
+        return True
+
+    async def txn_cas(
+        self, c: AsyncClient, key: str, current: GetResult | None, value: bytes
+    ) -> bool:
+        cond = Compare.create(key) == 0 if current is None else Compare.value(key) == current.value
+        r = await c.txn().if_(cond).then(TxnOps.put(key, value)).commit()
+        return bool(r.succeeded)
+
+    async def put_all(self, c: AsyncClient, values: dict[str, bytes]) -> None:
+        await c.txn().then(*(TxnOps.put(k, v) for k, v in values.items())).commit()
+
+
 class _Pacer:
     """Spreads op starts evenly at `rate` per second over all clients (single event loop)."""
 
@@ -197,23 +325,27 @@ class _Pacer:
             await asyncio.sleep(slot - now)
 
 
-class _Worker:
+class _Worker(Generic[C, R]):
+    """One client of the workload: chooses ops, sends each once through `api`, records it."""
+
     def __init__(
         self,
         idx: int,
         cfg: WorkloadConfig,
         rec: Recorder,
-        clients: list[AsyncClient],
+        api: RegisterApi[C, R],
+        clients: list[C],
     ) -> None:
         self.idx = idx
         self.cfg = cfg
         self.rec = rec
+        self.api = api
         self.clients = clients
-        self.rng = random.Random(f"{cfg.seed}/{idx}")
+        self.rng = random.Random(f"{api.rng_label}{cfg.seed}/{idx}")
         self.seq = 0
         self.turn = 0
 
-    def _client(self) -> AsyncClient:
+    def _client(self) -> C:
         c = self.clients[self.turn % len(self.clients)]
         if not self.cfg.pin:
             self.turn += 1
@@ -221,81 +353,54 @@ class _Worker:
 
     def _record(self, key: str, kind: OpKind, call: float, **rest: Any) -> None:
         """Record an op of this client that returned just now."""
-        self.rec.add(client=self.idx, key=key, kind=kind, call=call, ret=time.monotonic(), **rest)
+        self.rec.returned(self.idx, key, kind, call, **rest)
 
     def _value(self) -> str:
         self.seq += 1
         return f"{self.cfg.value_prefix}c{self.idx}.{self.seq}"
 
-    async def read(self, c: AsyncClient, key: str) -> tuple[bool, GetResult | None]:
+    async def _attempt(self, op: Awaitable[bool | None]) -> tuple[OpStatus, bool]:
+        """Await one attempt: (its status, whether it was a CAS whose compare failed).
+        `op` answers False for a failed compare, None or True otherwise."""
+        try:
+            answer = await op
+        except Exception as exc:
+            return self.api.outcome(exc), False
+        return OpStatus.OK, answer is False
+
+    async def read(self, c: C, key: str) -> tuple[bool, R | None]:
         call = time.monotonic()
         try:
-            r = await c.get(key, consistency=self.cfg.consistency)
+            r = await self.api.get(c, key, self.cfg.consistency)
         except Exception as exc:  # a failed read has no effect: FAIL and INFO both drop it
-            self._record(
-                key,
-                OpKind.READ,
-                call,
-                status=outcome_of(exc),
-            )
+            self._record(key, OpKind.READ, call, status=self.api.outcome(exc))
             return False, None
-        self._record(
-            key,
-            OpKind.READ,
-            call,
-            status=OpStatus.OK,
-            value=None if r is None else _text(r.value),
-        )
+        value = None if r is None else _text(self.api.value(r))
+        self._record(key, OpKind.READ, call, status=OpStatus.OK, value=value)
         return True, r
 
-    async def write(self, c: AsyncClient, key: str) -> None:
+    async def write(self, c: C, key: str) -> None:
         value = self._value()
         call = time.monotonic()
-        try:
-            await c.put(key, value.encode())
-            status = OpStatus.OK
-        except Exception as exc:
-            status = outcome_of(exc)
-        self._record(
-            key,
-            OpKind.WRITE,
-            call,
-            status=status,
-            value=value,
-        )
+        status, _ = await self._attempt(self.api.put(c, key, value.encode()))
+        self._record(key, OpKind.WRITE, call, status=status, value=value)
 
-    async def delete(self, c: AsyncClient, key: str) -> None:
+    async def delete(self, c: C, key: str) -> None:
         call = time.monotonic()
-        try:
-            await c.delete(key)
-            status = OpStatus.OK
-        except Exception as exc:
-            status = outcome_of(exc)
-        self._record(
-            key,
-            OpKind.DELETE,
-            call,
-            status=status,
-        )
+        status, _ = await self._attempt(self.api.delete(c, key))
+        self._record(key, OpKind.DELETE, call, status=status)
 
-    async def cas(self, c: AsyncClient, key: str) -> None:
+    async def cas(self, c: C, key: str, *, by_value: bool) -> None:
+        """Read the key (recorded as its own read), then swap in a fresh value if it is
+        unchanged: by revision (`api.cas`) or by value in a txn (`api.txn_cas`)."""
         ok, current = await self.read(c, key)
         if not ok:
             return
-        expected: Value = None if current is None else _text(current.value)
+        expected: Value = None if current is None else _text(self.api.value(current))
         value = self._value()
-        cas_failed = False
+        swap = self.api.txn_cas if by_value else self.api.cas
         call = time.monotonic()
-        try:
-            if current is None:
-                await c.put(key, value.encode(), if_none_match=True)
-            else:
-                await c.put(key, value.encode(), if_match=current.revision)
-            status = OpStatus.OK
-        except PreconditionFailed:
-            status, cas_failed = OpStatus.OK, True
-        except Exception as exc:
-            status = outcome_of(exc)
+        status, cas_failed = await self._attempt(swap(c, key, current, value.encode()))
         self._record(
             key,
             OpKind.CAS,
@@ -306,42 +411,16 @@ class _Worker:
             cas_failed=cas_failed,
         )
 
-    async def txn_cas(self, c: AsyncClient, key: str) -> None:
-        ok, current = await self.read(c, key)
-        if not ok:
-            return
-        expected: Value = None if current is None else _text(current.value)
-        value = self._value()
-        cond = Compare.create(key) == 0 if current is None else Compare.value(key) == current.value
-        call = time.monotonic()
-        cas_failed = False
-        try:
-            r = await c.txn().if_(cond).then(TxnOps.put(key, value.encode())).commit()
-            status, cas_failed = OpStatus.OK, not r.succeeded
-        except Exception as exc:
-            status = outcome_of(exc)
-        self._record(
-            key,
-            OpKind.CAS,
-            call,
-            status=status,
-            value=value,
-            expected=expected,
-            cas_failed=cas_failed,
-        )
-
-    async def txn_pair(self, c: AsyncClient, key: str) -> None:
+    async def txn_pair(self, c: C, key: str) -> None:
         other = self.rng.choice([k for k in self.cfg.keys if k != key] or [key])
         if other == key:
             await self.write(c, key)
             return
         values = {key: self._value(), other: self._value()}
         call = time.monotonic()
-        try:
-            await c.txn().then(*(TxnOps.put(k, v.encode()) for k, v in values.items())).commit()
-            status = OpStatus.OK
-        except Exception as exc:
-            status = outcome_of(exc)
+        status, _ = await self._attempt(
+            self.api.put_all(c, {k: v.encode() for k, v in values.items()})
+        )
         ret = time.monotonic()
         for k, v in values.items():
             self.rec.add(
@@ -370,13 +449,35 @@ class _Worker:
             elif kind == "write":
                 await self.write(c, key)
             elif kind == "cas":
-                await self.cas(c, key)
+                await self.cas(c, key, by_value=False)
             elif kind == "txn_cas":
-                await self.txn_cas(c, key)
+                await self.cas(c, key, by_value=True)
             elif kind == "txn_pair":
                 await self.txn_pair(c, key)
             else:
                 await self.delete(c, key)
+
+
+async def run_register_workload(
+    api: RegisterApi[C, R], cfg: WorkloadConfig, rec: Recorder, stop: threading.Event | None
+) -> None:
+    """`run_workload` over any API (`cfg.endpoints` are that API's endpoints)."""
+    if not cfg.endpoints or not cfg.keys or cfg.clients < 1:
+        raise ValueError("need at least one endpoint, one key and one client")
+    stop = stop or threading.Event()
+    per_ep = [api.connect(ep) for ep in cfg.endpoints]
+    workers = []
+    for i in range(cfg.clients):
+        first = i % len(per_ep)
+        mine = [per_ep[first]] if cfg.pin else [*per_ep[first:], *per_ep[:first]]
+        workers.append(_Worker(i, cfg, rec, api, mine))
+    pacer = _Pacer(cfg.rate)
+    deadline = time.monotonic() + cfg.duration
+    try:
+        await asyncio.gather(*(w.run(pacer, deadline, stop) for w in workers))
+    finally:
+        for c in per_ep:
+            await api.close(c)
 
 
 async def run_workload(
@@ -384,23 +485,43 @@ async def run_workload(
 ) -> None:
     """Run the clients until `cfg.duration` passes or `stop` is set, then wait for the ops
     in flight (each bounded by `cfg.timeout`), so every op invoked is recorded."""
-    if not cfg.endpoints or not cfg.keys or cfg.clients < 1:
-        raise ValueError("need at least one endpoint, one key and one client")
-    stop = stop or threading.Event()
-    eps = list(cfg.endpoints)
-    per_ep = [AsyncClient([ep], timeout=cfg.timeout, retries=0, verify=cfg.verify) for ep in eps]
-    workers = []
-    for i in range(cfg.clients):
-        first = i % len(eps)
-        mine = [per_ep[first]] if cfg.pin else [*per_ep[first:], *per_ep[:first]]
-        workers.append(_Worker(i, cfg, rec, mine))
-    pacer = _Pacer(cfg.rate)
-    deadline = time.monotonic() + cfg.duration
+    await run_register_workload(HttpApi(cfg.timeout, cfg.verify), cfg, rec, stop)
+
+
+async def read_all(
+    api: RegisterApi[C, R],
+    endpoints: Sequence[str],
+    keys: Sequence[str],
+    rec: Recorder,
+    *,
+    client: int = -1,
+    deadline_s: float = 30.0,
+) -> dict[str, Value]:
+    """`final_reads` over any API."""
+    out: dict[str, Value] = {}
+    deadline = time.monotonic() + deadline_s
+    clients = [api.connect(ep) for ep in endpoints]
     try:
-        await asyncio.gather(*(w.run(pacer, deadline, stop) for w in workers))
+        for key in keys:
+            turn = 0
+            while time.monotonic() < deadline:
+                c = clients[turn % len(clients)]
+                turn += 1
+                call = time.monotonic()
+                try:
+                    r = await api.get(c, key, "linearizable")
+                except api.read_errors:
+                    if turn % len(clients) == 0:
+                        await asyncio.sleep(0.2)
+                    continue
+                value = None if r is None else _text(api.value(r))
+                rec.returned(client, key, OpKind.READ, call, value=value)
+                out[key] = value
+                break
     finally:
-        for c in per_ep:
-            await c.aclose()
+        for c in clients:
+            await api.close(c)
+    return out
 
 
 async def final_reads(
@@ -418,35 +539,5 @@ async def final_reads(
     be). These reads pin down the final state: a lost acknowledged write shows up here
     even if no client happened to read the key after it. Keys not read by the deadline
     are missing from the result."""
-    out: dict[str, Value] = {}
-    deadline = time.monotonic() + deadline_s
-    clients = [AsyncClient([ep], timeout=timeout, retries=0, verify=verify) for ep in endpoints]
-    try:
-        for key in keys:
-            turn = 0
-            while time.monotonic() < deadline:
-                c = clients[turn % len(clients)]
-                turn += 1
-                call = time.monotonic()
-                try:
-                    r = await c.get(key)
-                except RaftKVError:
-                    if turn % len(clients) == 0:
-                        await asyncio.sleep(0.2)
-                    continue
-                value = None if r is None else _text(r.value)
-                rec.add(
-                    client=client,
-                    key=key,
-                    kind=OpKind.READ,
-                    call=call,
-                    ret=time.monotonic(),
-                    status=OpStatus.OK,
-                    value=value,
-                )
-                out[key] = value
-                break
-    finally:
-        for c in clients:
-            await c.aclose()
-    return out
+    api = HttpApi(timeout, verify)
+    return await read_all(api, endpoints, keys, rec, client=client, deadline_s=deadline_s)
