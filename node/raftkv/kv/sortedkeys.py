@@ -7,44 +7,47 @@ idea as `sortedcontainers.SortedList`): an insert or delete touches one small ch
 a bisect over the chunk maxima, and a scan walks chunks in order.
 
 Strings compare by code point, which is also UTF-8 byte order, so ranges agree with
-what a byte-oriented client would expect.
+what a byte-oriented client would expect. The MVCC key index keeps bytes keys in it.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Iterator
+from typing import Generic, TypeVar
+
+K = TypeVar("K", str, bytes)
 
 LOAD = 512
 
 
-class SortedKeys:
+class SortedKeys(Generic[K]):
     """The caller (the store) guarantees `add` only adds absent keys and `remove` only
     removes present ones; the dict next to it already answers membership in O(1)."""
 
     __slots__ = ("_chunks", "_len", "_maxes")
 
-    def __init__(self, sorted_unique: Iterable[str] = ()) -> None:
+    def __init__(self, sorted_unique: Iterable[K] = ()) -> None:
         keys = list(sorted_unique)
-        self._chunks: list[list[str]] = [keys[i : i + LOAD] for i in range(0, len(keys), LOAD)]
-        self._maxes: list[str] = [chunk[-1] for chunk in self._chunks]
+        self._chunks: list[list[K]] = [keys[i : i + LOAD] for i in range(0, len(keys), LOAD)]
+        self._maxes: list[K] = [chunk[-1] for chunk in self._chunks]
         self._len = len(keys)
 
     def __len__(self) -> int:
         return self._len
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[K]:
         for chunk in self._chunks:
             yield from chunk
 
-    def to_list(self) -> list[str]:
+    def to_list(self) -> list[K]:
         """A copy in order; cheap (one pointer copy per key) for snapshot views."""
-        out: list[str] = []
+        out: list[K] = []
         for chunk in self._chunks:
             out.extend(chunk)
         return out
 
-    def add(self, key: str) -> None:
+    def add(self, key: K) -> None:
         maxes = self._maxes
         self._len += 1
         if not maxes:
@@ -67,7 +70,7 @@ class SortedKeys:
             maxes[i] = chunk[-1]
             maxes.insert(i + 1, tail[-1])
 
-    def remove(self, key: str) -> None:
+    def remove(self, key: K) -> None:
         maxes = self._maxes
         i = bisect_left(maxes, key)
         chunk = self._chunks[i]
@@ -91,7 +94,7 @@ class SortedKeys:
                 del maxes[i + 1]
                 maxes[i] = chunk[-1]
 
-    def iter_from(self, start: str, *, inclusive: bool = True) -> Iterator[str]:
+    def iter_from(self, start: K, *, inclusive: bool = True) -> Iterator[K]:
         """Keys >= start (or > start), ascending."""
         find = bisect_left if inclusive else bisect_right
         maxes = self._maxes

@@ -286,6 +286,8 @@ class Lessor:
         LeaseNotFound, before any change, when a put names a lease that does not
         exist (MVCCStore with `lease_exists=lessor.exists` refuses those first)."""
         evs = list(events)
+        if not self._items and all(ev.kv.lease == NO_LEASE for ev in evs):
+            return  # no key is on a lease and none is put on one: nothing changes
         for ev in evs:
             if ev.type is EventType.PUT and ev.kv.lease != NO_LEASE:
                 self._get(ev.kv.lease)

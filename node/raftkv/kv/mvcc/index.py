@@ -7,26 +7,27 @@ removes keys left with nothing.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
 from collections.abc import Iterator
 
+from ..sortedkeys import SortedKeys
 from .key_index import KeyIndex, RevisionNotFound
 from .kv import Revision
 from .ranges import upper_bound
 
 
 class TreeIndex:
-    """Sorted keys in one list: an insert costs a memmove of the key array, which is
-    fine for coordination-sized key spaces (keys are added only by first puts)."""
+    """Key indexes by key, and the keys in order in chunked sorted lists
+    (`SortedKeys`): a first put of a key touches one small chunk, where one sorted
+    list would move the whole key array (tens of microseconds at 100,000 keys)."""
 
     __slots__ = ("_index", "_keys")
 
     def __init__(self) -> None:
         self._index: dict[bytes, KeyIndex] = {}
-        self._keys: list[bytes] = []
+        self._keys: SortedKeys[bytes] = SortedKeys()
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._index)
 
     def key_indexes(self) -> Iterator[KeyIndex]:
         """Every key index in key order."""
@@ -42,7 +43,7 @@ class TreeIndex:
         t._index = {ki.key: ki for ki in kis}
         if len(t._index) != len(kis):
             raise ValueError("duplicate key index")
-        t._keys = sorted(t._index)
+        t._keys = SortedKeys(sorted(t._index))
         return t
 
     def insert(self, ki: KeyIndex) -> None:
@@ -50,7 +51,7 @@ class TreeIndex:
         if ki.key in self._index:
             raise ValueError(f"duplicate key index {ki.key!r}")
         self._index[ki.key] = ki
-        insort(self._keys, ki.key)
+        self._keys.add(ki.key)
 
     # -- writes --------------------------------------------------------------------
 
@@ -86,9 +87,8 @@ class TreeIndex:
                 yield ki
             return
         end = upper_bound(range_end)
-        keys, index = self._keys, self._index
-        for i in range(bisect_left(keys, key), len(keys)):
-            k = keys[i]
+        index = self._index
+        for k in self._keys.iter_from(key):
             if end is not None and k >= end:
                 return
             yield index[k]
@@ -135,5 +135,5 @@ class TreeIndex:
             gone = set(emptied)
             for k in emptied:
                 del self._index[k]
-            self._keys = [k for k in self._keys if k not in gone]
+            self._keys = SortedKeys([k for k in self._keys if k not in gone])
         return available

@@ -458,9 +458,19 @@ class WatchHub:
 
     # -- the apply path ------------------------------------------------------------
 
-    def publish(self, events: Iterable[Event]) -> None:
+    def publish(self, events: Sequence[Event]) -> None:
         """The events of one or more applied revisions, in revision order. Never
         blocks: a watcher that cannot take a revision is moved aside."""
+        if events and not self._synced_ranges and not self._synced_keys:
+            # Nobody listens live (the usual case on a busy write path): only the
+            # order check and the bookkeeping that later watchers start from.
+            first, last = events[0].kv.mod_revision, events[-1].kv.mod_revision
+            if first <= self._last_published or last < first:
+                raise ValueError(
+                    f"revision {first} published after revision {self._last_published}"
+                )
+            self._last_published = last
+            return
         group: list[Event] = []
         rev = 0
         for ev in events:
