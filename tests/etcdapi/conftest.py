@@ -32,6 +32,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 
 @pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[LocalCluster]:
+    """Three members of its own, for a test that changes the membership or kills one."""
+    c = LocalCluster(tmp_path, 3, etcd=True)
+    try:
+        c.start_all()
+        c.leader()
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
 def etcd(tmp_path: Path) -> Iterator[str]:
     """A real etcd of its own per test: both stores start at revision 1, empty."""
     binary = etcd_binary("etcd")
@@ -74,3 +86,23 @@ def etcd(tmp_path: Path) -> Iterator[str]:
             proc.wait()
         log.close()
         shutil.rmtree(root / "data", ignore_errors=True)
+
+
+@pytest.fixture
+def side_by_side(etcd: str, tmp_path: Path) -> Iterator[tuple[EtcdStub, EtcdStub]]:
+    """(a stub of the real etcd, a stub of a fresh one-member raftkv): the two stores
+    every differential test sends the same calls to, both empty at revision 1."""
+    root = tmp_path / "raftkv"
+    root.mkdir()
+    c = LocalCluster(root, 1, etcd=True)
+    try:
+        c.start_all()
+        c.leader()
+        real, ours = EtcdStub(etcd), EtcdStub(c.members["m1"].etcd_endpoint)
+        try:
+            yield real, ours
+        finally:
+            real.close()
+            ours.close()
+    finally:
+        c.close()

@@ -20,7 +20,7 @@ from cluster.harness import LocalCluster, Member
 from raftkv.client import Client, NoSpace
 from support.wait import wait_for
 
-from .tools import etcd_binary, etcdctl, etcdctl_fails
+from .tools import etcd_binary, etcdctl, etcdctl_fails, live_endpoints
 
 QUOTA = 48 * 1024
 VALUE = "x" * 2048
@@ -44,10 +44,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         c.close()
 
 
-def _eps(cluster: LocalCluster) -> list[str]:
-    return [m.etcd_endpoint for m in cluster.members.values() if m.alive()]
-
-
 def _alarms(m: Member) -> list[str]:
     return etcdctl([m.etcd_endpoint], "alarm", "list").split("\n")[:-1]
 
@@ -62,7 +58,7 @@ def _status(m: Member) -> dict[str, Any]:
 
 def _fill(cluster: LocalCluster, prefix: str) -> int:
     """Put 2 KiB values through etcdctl until one is refused; how many went in."""
-    cmd = [str(etcd_binary("etcdctl")), f"--endpoints={','.join(_eps(cluster))}"]
+    cmd = [str(etcd_binary("etcdctl")), f"--endpoints={','.join(live_endpoints(cluster))}"]
     for i in range(100):
         r = subprocess.run(
             [*cmd, "put", f"{prefix}/{i:03d}", VALUE],
@@ -78,7 +74,7 @@ def _fill(cluster: LocalCluster, prefix: str) -> int:
 
 
 def test_nospace_alarm_refuses_writes_until_disarmed(cluster: LocalCluster) -> None:
-    eps = _eps(cluster)
+    eps = live_endpoints(cluster)
     m1 = cluster.members["m1"]
     retried = {"X-Request-Id": "before-the-alarm"}
     with m1.http() as h:
@@ -161,7 +157,7 @@ def test_the_alarm_survives_a_restart_and_travels_in_a_snapshot(cluster: LocalCl
     leader = cluster.leader()
     away = next(m for m in cluster.members.values() if m.name != leader.name)
     cluster.stop(away.name)
-    eps = _eps(cluster)
+    eps = live_endpoints(cluster)
     for i in range(written):
         etcdctl(eps, "del", f"again/{i:03d}")
     for i in range(30):  # deletes of nothing still take log entries
@@ -182,7 +178,7 @@ def test_the_alarm_survives_a_restart_and_travels_in_a_snapshot(cluster: LocalCl
     cluster.leader()
     for m in cluster.members.values():
         assert _alarms(m) == listed
-    eps = _eps(cluster)
+    eps = live_endpoints(cluster)
     assert NOSPACE in etcdctl_fails(eps, "put", "k", "v")
     rev = json.loads(etcdctl(eps, "get", "again/", "-w", "json"))["header"]["revision"]
     etcdctl(eps, "compaction", str(rev), "--physical")  # the deleted values' history

@@ -7,10 +7,8 @@ size accounting, which differ (a bolt file against a snapshot size)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from cluster.harness import LocalCluster
 from raftkv.etcdapi.proto import rpc_pb2 as pb
 
 from .stubs import EtcdStub
@@ -65,20 +63,9 @@ def _script(stub: EtcdStub) -> list[tuple[str, Any]]:
     return out
 
 
-def test_alarms_answer_as_etcd_does(etcd: str, tmp_path: Path) -> None:
-    (tmp_path / "raftkv").mkdir()
-    c = LocalCluster(tmp_path / "raftkv", 1, etcd=True)
-    try:
-        c.start_all()
-        c.leader()
-        real, ours = EtcdStub(etcd), EtcdStub(c.members["m1"].etcd_endpoint)
-        try:
-            want, got = _script(real), _script(ours)
-        finally:
-            real.close()
-            ours.close()
-    finally:
-        c.close()
+def test_alarms_answer_as_etcd_does(side_by_side: tuple[EtcdStub, EtcdStub]) -> None:
+    real, ours = side_by_side
+    want, got = _script(real), _script(ours)
     assert [n for n, _ in got] == [n for n, _ in want]
     for (name, w), (_, g) in zip(want, got, strict=True):
         assert g == w, f"{name}:\netcd:   {w}\nraftkv: {g}"

@@ -6,11 +6,9 @@ etcd 3.5 accepts (3.4) is refused by raftkv, which has no earlier version."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import grpc
 
-from cluster.harness import LocalCluster
 from raftkv.etcdapi.proto import rpc_pb2 as pb
 
 from .stubs import EtcdStub
@@ -38,23 +36,12 @@ def _answers(stub: EtcdStub, cases: Sequence[tuple[int, str]]) -> list[tuple[str
     return out
 
 
-def test_downgrade_answers_as_etcd_refuses(etcd: str, tmp_path: Path) -> None:
-    (tmp_path / "raftkv").mkdir()
-    c = LocalCluster(tmp_path / "raftkv", 1, etcd=True)
-    try:
-        c.start_all()
-        c.leader()
-        real, ours = EtcdStub(etcd), EtcdStub(c.members["m1"].etcd_endpoint)
-        try:
-            assert _answers(ours, REFUSED) == _answers(real, REFUSED)
-            # the difference: etcd 3.5 can go to 3.4, raftkv cannot
-            assert _answers(real, [(D.VALIDATE, "3.4")]) == [("OK", "")]
-            assert (
-                _answers(ours, [(D.VALIDATE, "3.4"), (D.ENABLE, "3.4.0")])
-                == [("INVALID_ARGUMENT", "etcdserver: invalid downgrade target version")] * 2
-            )
-        finally:
-            real.close()
-            ours.close()
-    finally:
-        c.close()
+def test_downgrade_answers_as_etcd_refuses(side_by_side: tuple[EtcdStub, EtcdStub]) -> None:
+    real, ours = side_by_side
+    assert _answers(ours, REFUSED) == _answers(real, REFUSED)
+    # the difference: etcd 3.5 can go to 3.4, raftkv cannot
+    assert _answers(real, [(D.VALIDATE, "3.4")]) == [("OK", "")]
+    assert (
+        _answers(ours, [(D.VALIDATE, "3.4"), (D.ENABLE, "3.4.0")])
+        == [("INVALID_ARGUMENT", "etcdserver: invalid downgrade target version")] * 2
+    )

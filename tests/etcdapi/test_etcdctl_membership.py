@@ -5,35 +5,17 @@ snapshot save, defrag; on a cluster of its own, since they change it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from cluster.harness import LocalCluster
 from support.wait import wait_for
 
-from .tools import etcdctl, etcdctl_fails
-
-
-@pytest.fixture
-def fresh(tmp_path: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path, 3, etcd=True)
-    try:
-        c.start_all()
-        c.leader()
-        yield c
-    finally:
-        c.close()
-
-
-def _eps(c: LocalCluster) -> list[str]:
-    return [m.etcd_endpoint for m in c.members.values() if m.alive()]
+from .tools import etcdctl, etcdctl_fails, live_endpoints
 
 
 def _members(c: LocalCluster) -> dict[int, Any]:
-    out = json.loads(etcdctl(_eps(c), "-w", "json", "member", "list"))
+    out = json.loads(etcdctl(live_endpoints(c), "-w", "json", "member", "list"))
     return {m["ID"]: m for m in out["members"]}
 
 
@@ -51,19 +33,21 @@ def test_learner_add_promote_remove(fresh: LocalCluster) -> None:
     fresh.wait_ready(["m4"])
     assert "promoted" in etcdctl([follower.etcd_endpoint], "member", "promote", hex_id)
     assert "isLearner" not in _members(fresh)[member_id]
-    err = etcdctl_fails(_eps(fresh), "member", "promote", hex_id)
+    err = etcdctl_fails(live_endpoints(fresh), "member", "promote", hex_id)
     assert "can only promote a learner member" in err
     assert "removed from cluster" in etcdctl([follower.etcd_endpoint], "member", "remove", hex_id)
     wait_for("m4 gone from the list", lambda: member_id not in _members(fresh), 20)
-    assert "member not found" in etcdctl_fails(_eps(fresh), "member", "remove", hex_id)
+    assert "member not found" in etcdctl_fails(live_endpoints(fresh), "member", "remove", hex_id)
 
 
 def test_move_leader_snapshot_and_defrag(fresh: LocalCluster, tmp_path: Path) -> None:
     leader = fresh.leader()
     target = next(m for m in fresh.members.values() if m is not leader)
-    assert "Leadership transferred" in etcdctl(_eps(fresh), "move-leader", f"{target.member_id:x}")
+    assert "Leadership transferred" in etcdctl(
+        live_endpoints(fresh), "move-leader", f"{target.member_id:x}"
+    )
     assert fresh.leader() is target
-    etcdctl(_eps(fresh), "put", "snap", "shot")
+    etcdctl(live_endpoints(fresh), "put", "snap", "shot")
     path = tmp_path / "backup.db"
     assert "Snapshot saved" in etcdctl([target.etcd_endpoint], "snapshot", "save", str(path))
     data = path.read_bytes()

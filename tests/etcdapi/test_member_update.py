@@ -5,8 +5,6 @@ restarted on it rejoining the quorum there; on a cluster of its own."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -18,22 +16,7 @@ from support.members import free_port
 from support.wait import wait_for
 
 from .stubs import EtcdStub
-from .tools import etcdctl, etcdctl_fails
-
-
-@pytest.fixture
-def fresh(tmp_path: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path, 3, etcd=True)
-    try:
-        c.start_all()
-        c.leader()
-        yield c
-    finally:
-        c.close()
-
-
-def _eps(c: LocalCluster) -> list[str]:
-    return [m.etcd_endpoint for m in c.members.values() if m.alive()]
+from .tools import etcdctl, etcdctl_fails, live_endpoints
 
 
 def _members(endpoint: str) -> dict[str, Any]:
@@ -46,7 +29,7 @@ def test_member_update_moves_a_peer_url(fresh: LocalCluster) -> None:
     target, via = (m for m in fresh.members.values() if m is not leader)
     hex_id = f"{_members(via.etcd_endpoint)[target.name]['ID']:x}"
     new_url = f"http://127.0.0.1:{free_port()}"
-    eps = _eps(fresh)
+    eps = live_endpoints(fresh)
 
     # refusals, with etcd's messages
     err = etcdctl_fails(eps, "member", "update", "ffff", f"--peer-urls={new_url}")
@@ -81,7 +64,7 @@ def test_member_update_moves_a_peer_url(fresh: LocalCluster) -> None:
     target.args = []
     fresh.start(target.name)
     fresh.wait_ready([target.name])
-    etcdctl(_eps(fresh), "put", "moved", "yes")
+    etcdctl(live_endpoints(fresh), "put", "moved", "yes")
 
     def replicated() -> bool:
         got = etcdctl(

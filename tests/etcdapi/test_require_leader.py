@@ -4,9 +4,6 @@ re-watch through a member that has one (Kubernetes' apiserver watches this way).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import grpc
 import pytest
 
@@ -15,17 +12,6 @@ from raftkv.etcdapi.proto import rpc_pb2 as pb
 from support.wait import wait_for
 
 from .stubs import EtcdStub
-
-
-@pytest.fixture
-def fresh(tmp_path: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path, 3, etcd=True)
-    try:
-        c.start_all()
-        c.leader()
-        yield c
-    finally:
-        c.close()
 
 
 def test_a_member_without_leader_ends_leader_requiring_watches(fresh: LocalCluster) -> None:

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import queue
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
-from cluster.harness import LocalCluster
 from raftkv.etcdapi.proto import rpc_pb2 as pb
 
 from .stubs import EtcdStub
@@ -122,19 +120,8 @@ def _script(stub: EtcdStub) -> dict[str, Any]:
     return seen
 
 
-def test_watch_streams_answer_as_etcd_does(etcd: str, tmp_path: Path) -> None:
-    (tmp_path / "raftkv").mkdir()
-    c = LocalCluster(tmp_path / "raftkv", 1, etcd=True)
-    try:
-        c.start_all()
-        c.leader()
-        real, ours = EtcdStub(etcd), EtcdStub(c.members["m1"].etcd_endpoint)
-        try:
-            want, got = _script(real), _script(ours)
-        finally:
-            real.close()
-            ours.close()
-    finally:
-        c.close()
+def test_watch_streams_answer_as_etcd_does(side_by_side: tuple[EtcdStub, EtcdStub]) -> None:
+    real, ours = side_by_side
+    want, got = _script(real), _script(ours)
     for part in want:
         assert got[part] == want[part], f"{part}:\netcd:   {want[part]}\nraftkv: {got[part]}"

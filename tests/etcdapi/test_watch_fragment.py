@@ -6,10 +6,8 @@ a watch without it on the same stream gets it whole."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from cluster.harness import LocalCluster
 from raftkv.etcdapi.proto import kv_pb2
 from raftkv.etcdapi.proto import rpc_pb2 as pb
 from raftkv.etcdapi.watch_service import fragments
@@ -63,20 +61,11 @@ def _script(stub: EtcdStub) -> list[dict[str, Any]]:
         w.close()
 
 
-def test_large_responses_are_fragmented_as_etcd_does(etcd: str, tmp_path: Path) -> None:
-    (tmp_path / "raftkv").mkdir()
-    c = LocalCluster(tmp_path / "raftkv", 1, etcd=True)
-    try:
-        c.start_all()
-        c.leader()
-        real, ours = EtcdStub(etcd), EtcdStub(c.members["m1"].etcd_endpoint)
-        try:
-            want, got = _script(real), _script(ours)
-        finally:
-            real.close()
-            ours.close()
-    finally:
-        c.close()
+def test_large_responses_are_fragmented_as_etcd_does(
+    side_by_side: tuple[EtcdStub, EtcdStub],
+) -> None:
+    real, ours = side_by_side
+    want, got = _script(real), _script(ours)
     parts = [(r.get("watch_id"), r.get("fragment", False), len(r.get("events", []))) for r in got]
     assert parts[2:] == [("1", True, 5), ("1", False, 1), ("2", False, 6)]
     assert got == want

