@@ -51,13 +51,8 @@ def bucket(s3: MotoS3) -> str:
 @pytest.fixture(scope="module")
 def member(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """One running member to back up (module-wide: starting one costs a second)."""
-    c = LocalCluster(tmp_path_factory.mktemp("source"), 1)
-    try:
-        c.start_all()
-        c.leader()
+    with LocalCluster(tmp_path_factory.mktemp("source"), 1) as c:
         yield c
-    finally:
-        c.close()
 
 
 def data_dir_absent_or_empty(path: Path) -> bool:

@@ -11,13 +11,8 @@ from .harness import LocalCluster
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """One three-member cluster shared by a module's tests (starting one costs ~2 s)."""
-    c = LocalCluster(tmp_path_factory.mktemp("cluster"), 3)
-    try:
-        c.start_all()
-        c.leader()
+    with LocalCluster(tmp_path_factory.mktemp("cluster"), 3) as c:
         yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture

@@ -237,6 +237,20 @@ class LocalCluster:
         assert not m.alive()
         shutil.rmtree(m.data_dir, ignore_errors=True)
 
+    def __enter__(self) -> LocalCluster:
+        """Started, with a leader elected; closed on the way out whatever happens (a
+        member that fails to start closes the others too)."""
+        try:
+            self.start_all()
+            self.leader()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         for m in self.members.values():
             if m.proc is not None and m.proc.poll() is None:

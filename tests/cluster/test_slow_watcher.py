@@ -24,7 +24,7 @@ BUFFERED = 16
 
 @pytest.fixture
 def member(tmp_path: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster(
+    with LocalCluster(
         tmp_path,
         1,
         extra_args=[
@@ -33,13 +33,8 @@ def member(tmp_path: Path) -> Iterator[LocalCluster]:
             "--watch-max-buffered-events",
             str(BUFFERED),
         ],
-    )
-    try:
-        c.start_all()
-        c.leader()
+    ) as c:
         yield c
-    finally:
-        c.close()
 
 
 def gauge(url: str, name: str) -> float:

@@ -13,22 +13,12 @@ from cluster.harness import LocalCluster
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path_factory.mktemp("coord"), 3)
-    try:
-        c.start_all()
-        c.leader()
+    with LocalCluster(tmp_path_factory.mktemp("coord"), 3) as c:
         yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture
 def fresh_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     """Three members of its own, for a test that kills some."""
-    c = LocalCluster(tmp_path, 3)
-    try:
-        c.start_all()
-        c.leader()
+    with LocalCluster(tmp_path, 3) as c:
         yield c
-    finally:
-        c.close()

@@ -22,25 +22,15 @@ from .tools import etcd_binary
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path_factory.mktemp("etcd"), 3, etcd=True)
-    try:
-        c.start_all()
-        c.leader()
+    with LocalCluster(tmp_path_factory.mktemp("etcd"), 3, etcd=True) as c:
         yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture
 def fresh(tmp_path: Path) -> Iterator[LocalCluster]:
     """Three members of its own, for a test that changes the membership or kills one."""
-    c = LocalCluster(tmp_path, 3, etcd=True)
-    try:
-        c.start_all()
-        c.leader()
+    with LocalCluster(tmp_path, 3, etcd=True) as c:
         yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture

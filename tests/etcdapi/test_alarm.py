@@ -29,19 +29,14 @@ NOSPACE = "etcdserver: mvcc: database space exceeded"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(
+    with LocalCluster(
         tmp_path_factory.mktemp("quota"),
         3,
         etcd=True,
         snapshot_count=20,
         extra_args=["--quota-backend-bytes", str(QUOTA)],
-    )
-    try:
-        c.start_all()
-        c.leader()
+    ) as c:
         yield c
-    finally:
-        c.close()
 
 
 def _alarms(m: Member) -> list[str]:

@@ -20,14 +20,9 @@ _VERIFY = [sys.executable, "-m", "raftkv.cli", "verify"]
 
 @pytest.fixture
 def small_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path / "cluster", 3)
     (tmp_path / "cluster").mkdir()
-    try:
-        c.start_all()
-        c.leader()
+    with LocalCluster(tmp_path / "cluster", 3) as c:
         yield c
-    finally:
-        c.close()
 
 
 @pytest.mark.timeout(120)
