@@ -301,8 +301,8 @@ class Kubelet:
                 url = self.addressing.client_url(
                     self._owner(pod_name), self.namespace, proc.ordinal
                 )
-                if "RAFTKV_CERT_FILE" in proc.env:  # spec.tls: the client port is HTTPS
-                    url = "https://" + url.split("://", 1)[1]
+                if proc.env.get("RAFTKV_ADVERTISE_CLIENT_URL", "").startswith("https://"):
+                    url = "https://" + url.split("://", 1)[1]  # spec.tls: HTTPS probes
                 try:
                     ready = self.http.get(url + "/readyz").status_code == 200
                 except httpx.HTTPError:
@@ -338,9 +338,10 @@ class Kubelet:
         env = self._mount_secrets(sts, container, pod_name, env)
         data_dir = self._dir(pvc_uid)
         data_dir.mkdir(parents=True, exist_ok=True)
-        # spec.tls: the ports the member serves over TLS get https:// addresses.
-        client_scheme = "https" if "RAFTKV_CERT_FILE" in env else "http"
-        peer_scheme = "https" if "RAFTKV_PEER_CERT_FILE" in env else "http"
+        # spec.tls: the ports the member serves over TLS get https:// addresses; during
+        # a TLS transition (accept-plain) the template's advertised scheme says which.
+        client_scheme = _scheme(env, "RAFTKV_ADVERTISE_CLIENT_URL", "RAFTKV_CERT_FILE")
+        peer_scheme = _scheme(env, "RAFTKV_ADVERTISE_PEER_URL", "RAFTKV_PEER_CERT_FILE")
 
         def at(url: str, scheme: str) -> str:
             return f"{scheme}://{url.split('://', 1)[1]}"
@@ -435,3 +436,12 @@ class Kubelet:
                     value = cm.data[ref["key"]]
             out[entry["name"]] = value
         return out
+
+
+def _scheme(env: dict[str, str], advertised: str, cert: str) -> str:
+    """The scheme a member's port is reached with: the template's advertised URL's,
+    else https exactly when the port has a certificate."""
+    url = env.get(advertised, "")
+    if "://" in url:
+        return url.split("://", 1)[0]
+    return "https" if cert in env else "http"

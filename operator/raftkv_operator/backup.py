@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raftkv_operator import naming as n
+from raftkv_operator import tls as t
 from raftkv_operator.objects import DEFAULT_IMAGE, MEMBER_UID, RaftKVObject
 from raftkv_operator.status import format_time, parse_time
 
@@ -131,23 +132,52 @@ def s3_prefix_url(s3: Mapping[str, Any]) -> str:
     return f"s3://{s3['bucket']}/{prefix + '/' if prefix else ''}"
 
 
-def cronjob(rkv: RaftKVObject, default_image: str = DEFAULT_IMAGE) -> JSON | None:
+#: Where the backup container mounts the client port's TLS Secret.
+TLS_MOUNT = "/etc/raftkv/tls"
+TLS_VOLUME = "server-tls"
+
+
+def cronjob(
+    rkv: RaftKVObject,
+    default_image: str = DEFAULT_IMAGE,
+    secured: t.TLSSpec | bool | None = True,
+) -> JSON | None:
     """The batch/v1 CronJob ``spec.backup`` renders (None when backups are off).
 
     ``concurrencyPolicy: Forbid``: two saves at once would only double the load on the
     leader. ``backoffLimit: 0``: a failed save is reported, and the next schedule is
     the retry; a retry loop would hide the failure from ``status.backup``.
+
+    ``secured`` is the TLS setting the members are reached with (True: ``spec.tls``;
+    the reconcile pass gives the phase of a TLS transition). With client TLS the save
+    dials https, trusts ``ca.crt`` of ``<name>-server-tls`` (mounted whole, so a
+    renewal reaches the next Job) and, with clientCertAuth, presents that Secret's
+    certificate (it carries clientAuth), through the CLI's ``RAFTKV_CACERT`` /
+    ``RAFTKV_CERT`` / ``RAFTKV_KEY``.
     """
     backup = spec_of(rkv)
     if backup is None:
         return None
+    if secured is True:
+        secured = t.spec_of(rkv.spec)
+    client_tls = isinstance(secured, t.TLSSpec) and secured.client and secured.client_scheme_on
+    endpoints = t.with_scheme(n.client_service_url(rkv.name, rkv.namespace), client_tls)
     env: list[JSON] = [
-        {"name": "RAFTKV_BACKUP_ENDPOINTS", "value": n.client_service_url(rkv.name, rkv.namespace)},
+        {"name": "RAFTKV_BACKUP_ENDPOINTS", "value": endpoints},
         {"name": "RAFTKV_BACKUP_KEEP", "value": str(int(backup.get("retention", 7)))},
         {"name": "RAFTKV_BACKUP_RESULT", "value": RESULT_FILE},
     ]
     volumes: list[JSON] = []
     mounts: list[JSON] = []
+    if client_tls:
+        assert isinstance(secured, t.TLSSpec)
+        env.append({"name": "RAFTKV_CACERT", "value": f"{TLS_MOUNT}/ca.crt"})
+        if secured.client_cert_auth:
+            env.append({"name": "RAFTKV_CERT", "value": f"{TLS_MOUNT}/tls.crt"})
+            env.append({"name": "RAFTKV_KEY", "value": f"{TLS_MOUNT}/tls.key"})
+        secret = {"secretName": t.server_secret(rkv.name), "defaultMode": 0o440}
+        volumes.append({"name": TLS_VOLUME, "secret": secret})
+        mounts.append({"name": TLS_VOLUME, "mountPath": TLS_MOUNT, "readOnly": True})
     if backup.get("s3"):
         s3 = backup["s3"]
         script = S3_SCRIPT

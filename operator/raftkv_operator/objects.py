@@ -20,6 +20,7 @@ from raftkv_operator import naming as n
 from raftkv_operator import recovery_model as R
 from raftkv_operator import restore
 from raftkv_operator import tls as t
+from raftkv_operator import tls_transition as TT
 
 JSON = dict[str, Any]
 
@@ -207,6 +208,8 @@ def pod_template(
     secured = t.spec_of(rkv.spec)
     if secured is not None:  # only with TLS: templates without it hash as before
         template["metadata"]["labels"][t.TLS_LABEL] = secured.label
+        if secured.transition_label:
+            template["metadata"]["labels"][TT.TRANSITION_LABEL] = secured.transition_label
     template["metadata"]["labels"][REVISION_LABEL] = revision_of(template)
     if force_pod is not None:
         with_force_pod(template, force_pod)
@@ -343,8 +346,8 @@ def member_env(rkv: RaftKVObject) -> list[JSON]:
     """
     peer_host = f"$(POD_NAME).{n.peer_service(rkv.name)}.{rkv.namespace}.svc"
     secured = t.spec_of(rkv.spec)
-    client_scheme = t.scheme(secured is not None and secured.client)
-    peer_scheme = t.scheme(secured is not None and secured.peer)
+    client_scheme = t.scheme(secured is not None and secured.client_scheme_on)
+    peer_scheme = t.scheme(secured is not None and secured.peer_scheme_on)
     return [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "RAFTKV_NAME", "value": "$(POD_NAME)"},
@@ -393,14 +396,14 @@ def _probe(path: str, *, period: int, failures: int, secured: t.TLSSpec | None =
     """httpGet on the client port (HTTPS with client TLS; the kubelet does not verify
     the certificate). With clientCertAuth the kubelet cannot present a certificate, so
     the probe runs in the container instead (``tls.PROBE_SCRIPT``)."""
-    if secured is not None and secured.client and secured.client_cert_auth:
+    if secured is not None and secured.client_scheme_on and secured.client_cert_auth:
         return {
             "exec": {"command": ["python", "-c", t.PROBE_SCRIPT, path]},
             "periodSeconds": period,
             "timeoutSeconds": 3,
             "failureThreshold": failures,
         }
-    on = secured is not None and secured.client
+    on = secured is not None and secured.client_scheme_on
     return {
         "httpGet": {"path": path, "port": "client", "scheme": "HTTPS" if on else "HTTP"},
         "periodSeconds": period,

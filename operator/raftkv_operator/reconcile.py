@@ -23,6 +23,7 @@ import kopf
 from raftkv_operator import backup as b
 from raftkv_operator import metrics, tls
 from raftkv_operator import naming as n
+from raftkv_operator import tls_transition as TT
 from raftkv_operator.executor import Context, EventSink, Executor, Outcome, Result
 from raftkv_operator.kube import BackupKube, KubeReader, KubeWriter
 from raftkv_operator.members import HttpAdmin, HttpProbe, MemberAdmin, MemberProbe
@@ -137,28 +138,61 @@ class Reconciler:
             await self._write_report(body, snapshot, action, backup)
         return result.outcome
 
-    async def _tls(self, body: JSON, book: Bookkeeping) -> tuple[RaftKVObject, TLSState | None]:
-        """spec.tls (``tls.py``): the RaftKV as the members are rendered from (a running
-        cluster keeps its TLS setting), and the certificates made fresh for this pass."""
+    async def _tls(
+        self, body: JSON, book: Bookkeeping, tr: TT.Transition | None, note: str | None
+    ) -> tuple[RaftKVObject, TLSState | None]:
+        """spec.tls (``tls.py``): the RaftKV as the members are rendered from this pass
+        (the setting of the transition phase ``tr`` when one runs, ``tls_transition.py``)
+        and the certificates made fresh for it."""
         rkv = RaftKVObject.from_body(body)
         desired = tls.spec_of(rkv.spec)
-        running = tls.running_label(
-            await self.kube.read("StatefulSet", rkv.namespace, n.statefulset_name(rkv.name))
-        )
-        spec, transition = tls.effective_spec(rkv.spec, running)
+        base = desired if desired is not None else _ran_with(body)
+        secured = TT.render(base, tr) if tr is not None else desired
+        if secured is not None and not secured.enabled:
+            secured = None  # the last phase of turning TLS off: no certificates at all
+        spec = dict(rkv.spec)
+        if secured is None:
+            spec.pop("tls", None)
+        else:
+            spec["tls"] = tls.to_spec(secured)
         rkv = replace(rkv, spec=spec)
-        secured = tls.spec_of(spec)
+        record = tr.to_status() if tr is not None else None
         if secured is None:
             return rkv, None
         if desired is None:
-            # TLS taken out of the spec of a running TLS cluster: the members keep it
-            # and the certificates are left as they are (no mode, issuer or CA to
-            # issue from any more).
-            why = transition or "spec.tls was removed"
-            return rkv, tls.TLSState(None, ("True", "TLSChangeNotApplied", why), transition=why)
+            # TLS being turned off: the Secrets the members still mount are only read
+            # (there is no mode or issuer to issue from any more, and cert-manager's
+            # would not be recognised as the operator's CA's).
+            state = await tls.read_only(self.kube, body, secured)
+            return rkv, replace(state, transition=note, record=record)
         ordinals = max([rkv.replicas, *(k + 1 for k in book.members)])
-        state = await tls.sync(self.kube, body, secured, ordinals, self.clock(), transition)
-        return rkv, state
+        state = await tls.sync(self.kube, body, secured, ordinals, self.clock(), note)
+        if tr is not None and state.condition[:2] == ("True", "CertificatesIssued"):
+            what = (
+                f"turning TLS from [{tr.source or 'nothing'}] to [{tr.target or 'nothing'}]: "
+                f"phase {tr.phase} ({TT.PHASES.index(tr.phase) + 1}/3); {state.condition[2]}"
+            )
+            state = replace(state, condition=("True", "TLSTransition", what))
+        return rkv, replace(state, record=record)
+
+    async def _transition(self, body: JSON) -> tuple[TT.Transition | None, str | None]:
+        """The TLS transition this pass starts from: the record in status, else the
+        one the StatefulSet's template was rendered for, else a new one when the spec
+        asks for another setting than the template runs (no progress looked at yet)."""
+        rkv = RaftKVObject.from_body(body)
+        sts = await self.kube.read("StatefulSet", rkv.namespace, n.statefulset_name(rkv.name))
+        status_tls = (body.get("status") or {}).get("tls") or {}
+        record = TT.from_status(status_tls.get("transition")) or TT.from_label(
+            TT.template_label(sts)
+        )
+        desired = tls.spec_of(rkv.spec)
+        decision = TT.decide(
+            desired.label if desired is not None else "",
+            tls.running_label(sts),
+            record,
+            TT.Progress(roll_complete=False),
+        )
+        return decision.transition, decision.note
 
     def _clients(
         self, state: TLSState | None
@@ -174,10 +208,17 @@ class Reconciler:
             admin_for = functools.partial(HttpAdmin, verify=ctx)
         return probe, admin_for
 
-    async def _step(self, body: JSON) -> tuple[Snapshot, Action, Result]:
+    async def _step(self, body: JSON, advanced: bool = False) -> tuple[Snapshot, Action, Result]:
         status = body.get("status") or {}
         book = bookkeeping_from_status(status)
-        rkv, tls_state = await self._tls(body, book)
+        tr, note = await self._transition(body)
+        recorded = TT.from_status((status.get("tls") or {}).get("transition"))
+        if tr != recorded:
+            # Write-ahead, as a restart record: status knows the phase before anything
+            # is rendered for it.
+            body = await self._record_transition(body, recorded, tr)
+            status = body.get("status") or {}
+        rkv, tls_state = await self._tls(body, book, tr, note)
         secured = tls.spec_of(rkv.spec)
         addressing = tls.addressing(self.config.addressing, secured)
         probe, admin_for = self._clients(tls_state)
@@ -202,6 +243,17 @@ class Reconciler:
             quorum_lost_since=quorum_lost_since(status),
         )
         snapshot = replace(snapshot, observed=observed)
+        if tr is not None and not advanced:
+            desired = tls.spec_of(RaftKVObject.from_body(body).spec)
+            decision = TT.decide(
+                desired.label if desired is not None else "",
+                tr.source,
+                tr,
+                TT.progress_of(snapshot.observed, self.config.planner),
+            )
+            if decision.transition != tr:
+                body = await self._record_transition(body, tr, decision.transition)
+                return await self._step(body, advanced=True)
         await self._sync_bootstrap_state(rkv, snapshot, bootstrap_state(book))
         action = plan(snapshot.observed, self.config.planner)
         ctx = Context(
@@ -229,6 +281,34 @@ class Reconciler:
         )
         return snapshot, action, result
 
+    async def _record_transition(
+        self, body: JSON, before: TT.Transition | None, after: TT.Transition | None
+    ) -> JSON:
+        """Persist the start, next phase or end of a TLS transition before anything is
+        rendered for it, so an operator restarted now resumes from it; an Event says
+        what starts. Returns ``body`` as it now reads."""
+        meta = body["metadata"]
+        record = after.to_status() if after is not None else None
+        await self.kube.patch_raftkv_status(
+            meta.get("namespace"), meta["name"], {"tls": {"transition": record}}, None
+        )
+        sink = self.events_for(body)
+        if after is not None:
+            what = (
+                f"TLS [{after.source or 'nothing'}] -> [{after.target or 'nothing'}]: "
+                f"rolling phase {after.phase}"
+            )
+            if before is None or before.phase == after.phase:
+                sink("Normal", "TLSTransitionStarted", what)
+            else:
+                sink("Normal", "TLSTransitionPhase", f"{what} ({before.phase} rolled out)")
+        elif before is not None and before.phase == TT.FINAL:
+            sink("Normal", "TLSTransitionDone", f"TLS is on [{before.target or 'nothing'}]")
+        elif before is not None:
+            sink("Normal", "TLSTransitionReverted", f"TLS stays on [{before.source or 'nothing'}]")
+        fresh = await self.kube.read_raftkv(meta.get("namespace"), meta["name"])
+        return fresh if fresh is not None else body
+
     async def _sync_bootstrap_state(self, rkv: RaftKVObject, snap: Snapshot, want: str) -> None:
         """Flip the bootstrap ConfigMap to ``existing`` as soon as bootstrap is recorded
         done: level-triggered, so a crash between the status write and this patch is
@@ -250,7 +330,7 @@ class Reconciler:
         planner reads."""
         rkv = RaftKVObject.from_body(body)
         name = b.cronjob_name(rkv.name)
-        wanted = b.cronjob(rkv, self.config.default_image)
+        wanted = b.cronjob(rkv, self.config.default_image, _reached_with(body))
         if wanted is None and "backup" not in (body.get("status") or {}):
             # Never had backups (status.backup is written with the CronJob): no API
             # call at all. The CronJob is owned by the RaftKV, so it goes with it
@@ -330,11 +410,35 @@ def _tls_events(
 
 
 def tls_status(state: TLSState, body: Mapping[str, Any]) -> JSON:
-    """``status.tls``: the mode in use and the soonest expiry of the certificates."""
+    """``status.tls``: the mode in use, the soonest expiry of the certificates, and the
+    TLS transition in progress (written as null once when it ends: a merge patch)."""
     secured = tls.spec_of(body.get("spec") or {})
-    out: JSON = {"mode": secured.mode if secured is not None else None}
+    before = ((body.get("status") or {}).get("tls") or {}).get("mode")
+    out: JSON = {"mode": secured.mode if secured is not None else before}
     out["notAfter"] = format_time(state.not_after) if state.not_after is not None else None
+    if state.record is not None:
+        out["transition"] = state.record
+    elif ((body.get("status") or {}).get("tls") or {}).get("transition"):
+        out["transition"] = None
     return out
+
+
+def _reached_with(body: Mapping[str, Any]) -> tls.TLSSpec | None:
+    """The TLS setting clients reach the members with now: ``spec.tls``, or the phase
+    of the TLS transition in status (``tls_transition.py``)."""
+    desired = tls.spec_of(body.get("spec") or {})
+    record = TT.from_status(((body.get("status") or {}).get("tls") or {}).get("transition"))
+    if record is None:
+        return desired
+    rendered = TT.render(desired if desired is not None else _ran_with(body), record)
+    return rendered if rendered.enabled else None
+
+
+def _ran_with(body: Mapping[str, Any]) -> tls.TLSSpec | None:
+    """The TLS spec a cluster whose ``spec.tls`` was removed ran with, as far as
+    status knows (its mode); the rest are defaults (ports come from the transition)."""
+    mode = ((body.get("status") or {}).get("tls") or {}).get("mode")
+    return tls.TLSSpec(mode=str(mode)) if mode else None
 
 
 def tls_condition(

@@ -19,11 +19,9 @@ Everything here but :func:`sync` is pure (names, SANs, decisions, object builder
 the rules are tested on plain data; :func:`sync` is the one I/O step a reconcile pass
 runs before it plans.
 
-Turning TLS on or off for a running cluster is *not* rolled by this operator yet: the
-member has no way to accept plain and TLS peers at once, nor to change the peer URL
-recorded in the Raft configuration, so any member restarted with the other setting
-would be cut off from the rest (see ``docs/crd.md``). :func:`effective_spec` keeps a
-running cluster on the TLS setting its StatefulSet runs and reports the difference.
+Turning TLS on or off for a running cluster is a three-phase roll driven by
+``tls_transition.py``; what a phase renders travels in :class:`TLSSpec`'s transition
+fields.
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ import re
 import ssl
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -72,6 +70,10 @@ CERTIFICATE_PLURAL = "certificates"
 #: (``client``, ``peer``, ``client-peer``; absent = no TLS). How the operator knows
 #: what a running StatefulSet speaks.
 TLS_LABEL = "raftkv.dev/tls"
+#: Key of ``spec.tls`` under which a transition phase's rendering travels from the
+#: reconcile pass to the template builders (``tls_transition.py``). Never read from a
+#: stored RaftKV: the CRD schema does not know it, so the apiserver prunes it.
+RENDER_KEY = "_transitionPhase"
 
 SERVER_MOUNT = "/etc/raftkv/tls"
 PEER_MOUNT = "/etc/raftkv/peer"
@@ -98,10 +100,29 @@ class TLSSpec:
     client: bool = True
     client_cert_auth: bool = False
     peer: bool = True
+    #: During a transition (``tls_transition.py``) the scheme each port is *reached*
+    #: with may differ from whether it has certificates (None: https iff certificates),
+    #: and a port may also take plain connections. Never set from ``spec.tls``.
+    client_https: bool | None = None
+    peer_https: bool | None = None
+    client_accept_plain: bool = False
+    peer_accept_plain: bool = False
+    #: The pod template label of the transition phase this renders ("" = none).
+    transition_label: str = ""
 
     @property
     def enabled(self) -> bool:
         return self.client or self.peer
+
+    @property
+    def client_scheme_on(self) -> bool:
+        """Whether the client port is reached over https (URLs, probes, discovery)."""
+        return self.client if self.client_https is None else self.client_https
+
+    @property
+    def peer_scheme_on(self) -> bool:
+        """Whether the peer port is reached over https (advertised peer URLs)."""
+        return self.peer if self.peer_https is None else self.peer_https
 
     @property
     def lifetime(self) -> float:
@@ -154,26 +175,17 @@ def spec_of(spec: Mapping[str, Any]) -> TLSSpec | None:
         client_cert_auth=bool(client.get("clientCertAuth", False)),
         peer=bool(peer.get("enabled", True)),
     )
+    phase = raw.get(RENDER_KEY)
+    if isinstance(phase, Mapping):
+        out = replace(
+            out,
+            client_https=phase.get("clientHTTPS"),
+            peer_https=phase.get("peerHTTPS"),
+            client_accept_plain=bool(phase.get("clientAcceptPlain")),
+            peer_accept_plain=bool(phase.get("peerAcceptPlain")),
+            transition_label=str(phase.get("transitionLabel") or ""),
+        )
     return out if out.enabled else None
-
-
-def spec_for_label(label: str, base: TLSSpec | None) -> TLSSpec | None:
-    """The TLS spec that renders the running setting ``label`` (the other fields from
-    ``base``, or defaults): what :func:`effective_spec` keeps a running cluster on."""
-    parts = set(filter(None, label.split("-")))
-    if not parts:
-        return None
-    start = base if base is not None else TLSSpec()
-    return TLSSpec(
-        mode=start.mode,
-        issuer_name=start.issuer_name,
-        issuer_kind=start.issuer_kind,
-        issuer_group=start.issuer_group,
-        duration=start.duration,
-        client="client" in parts,
-        client_cert_auth=start.client_cert_auth and "client" in parts,
-        peer="peer" in parts,
-    )
 
 
 def running_label(statefulset: Mapping[str, Any] | None) -> str | None:
@@ -183,37 +195,6 @@ def running_label(statefulset: Mapping[str, Any] | None) -> str | None:
     template = (statefulset.get("spec") or {}).get("template") or {}
     labels = (template.get("metadata") or {}).get("labels") or {}
     return str(labels.get(TLS_LABEL) or "")
-
-
-def transition_problem(desired: TLSSpec | None, running: str | None) -> str | None:
-    """Why the members cannot move to ``desired`` TLS from the ``running`` setting of
-    their StatefulSet (None: same setting, or no StatefulSet yet)."""
-    want = desired.label if desired is not None else ""
-    if running is None or running == want:
-        return None
-    return (
-        f"spec.tls asks for TLS on [{want or 'nothing'}] but the members run with TLS on "
-        f"[{running or 'nothing'}]; members cannot switch a running cluster yet (a member "
-        f"restarted with the other setting could not reach its peers), so the members "
-        f"keep their setting: recreate the RaftKV from a backup to change it"
-    )
-
-
-def effective_spec(spec: Mapping[str, Any], running: str | None) -> tuple[JSON, str | None]:
-    """The spec to render the members from, and why it differs from ``spec`` (if it
-    does): a running cluster keeps its StatefulSet's TLS setting (see module doc)."""
-    desired = spec_of(spec)
-    problem = transition_problem(desired, running)
-    if problem is None:
-        return dict(spec), None
-    assert running is not None
-    keep = spec_for_label(running, desired)
-    out = dict(spec)
-    if keep is None:
-        out.pop("tls", None)
-    else:
-        out["tls"] = to_spec(keep)
-    return out, problem
 
 
 def to_spec(t: TLSSpec) -> JSON:
@@ -227,6 +208,14 @@ def to_spec(t: TLSSpec) -> JSON:
     if t.mode == CERT_MANAGER:
         out["certManager"] = {
             "issuerRef": {"name": t.issuer_name, "kind": t.issuer_kind, "group": t.issuer_group}
+        }
+    if t.transition_label:
+        out[RENDER_KEY] = {
+            "clientHTTPS": t.client_scheme_on,
+            "peerHTTPS": t.peer_scheme_on,
+            "clientAcceptPlain": t.client_accept_plain,
+            "peerAcceptPlain": t.peer_accept_plain,
+            "transitionLabel": t.transition_label,
         }
     return out
 
@@ -560,12 +549,16 @@ def pod_env(t: TLSSpec) -> list[JSON]:
         ]
         if t.client_cert_auth:
             env.append({"name": "RAFTKV_CLIENT_CERT_AUTH", "value": "true"})
+        if t.client_accept_plain:
+            env.append({"name": "RAFTKV_CLIENT_ACCEPT_PLAIN", "value": "true"})
     if t.peer:
         env += [
             {"name": "RAFTKV_PEER_CERT_FILE", "value": f"{PEER_MOUNT}/tls.crt"},
             {"name": "RAFTKV_PEER_KEY_FILE", "value": f"{PEER_MOUNT}/tls.key"},
             {"name": "RAFTKV_PEER_TRUSTED_CA_FILE", "value": f"{PEER_MOUNT}/ca.crt"},
         ]
+        if t.peer_accept_plain:
+            env.append({"name": "RAFTKV_PEER_ACCEPT_PLAIN", "value": "true"})
     return env
 
 
@@ -599,8 +592,8 @@ PROBE_SCRIPT = (
 def addressing(base: n.Addressing, t: TLSSpec | None) -> n.Addressing:
     """``base`` with https for the ports ``t`` secures (the operator reaches members'
     client ports, and registers their peer URLs, with the scheme they serve)."""
-    client = t is not None and t.client
-    peer = t is not None and t.peer
+    client = t is not None and t.client_scheme_on
+    peer = t is not None and t.peer_scheme_on
     return n.Addressing(
         peer_url_template=with_scheme(base.peer_url_template, peer),
         client_url_template=with_scheme(base.client_url_template, client),
@@ -668,8 +661,11 @@ class TLSState:
     condition: tuple[str, str, str]
     #: Soonest notAfter of the certificates in use (Unix seconds), if known.
     not_after: float | None = None
-    #: A running cluster is kept on its TLS setting (see :func:`transition_problem`).
+    #: Why ``spec.tls`` is not what the members move to yet (a transition to another
+    #: setting finishes first; ``tls_transition.decide``).
     transition: str | None = None
+    #: ``status.tls.transition`` of the transition in progress (None: none).
+    record: JSON | None = None
     #: CA PEM the operator's own client trusts, and a client pair it may present.
     ca_pem: bytes | None = None
     client_pair: KeyPair | None = None
@@ -693,7 +689,7 @@ def condition_for(
             f"a certificate expires at {_when(not_after)} and was not renewed",
         )
     if transition is not None:
-        return ("True", "TLSChangeNotApplied", transition)
+        return ("True", "TLSTransitionQueued", transition)
     how = "issued by the operator's CA" if t.mode == MANAGED else "issued by cert-manager"
     return ("True", "CertificatesIssued", f"{how}; the soonest expires at {_when(not_after)}")
 
@@ -887,4 +883,33 @@ async def _sync_cert_manager(
         ca_pem=ca_pem,
         client_pair=client_pair,
         events=tuple(events),
+    )
+
+
+async def read_only(kube: TLSKube, owner: Mapping[str, Any], t: TLSSpec) -> TLSState:
+    """The certificates of ``t`` as they are, nothing written: while TLS is being
+    turned off the members still mount them (and the operator still trusts their CA),
+    but there is no ``spec.tls`` any more to issue or renew from."""
+    meta = owner.get("metadata") or {}
+    name, namespace = str(meta["name"]), str(meta.get("namespace") or "default")
+    wanted = [
+        s for on, s in ((t.client, server_secret(name)), (t.peer, peer_tls_secret(name))) if on
+    ]
+    found = [await kube.read("Secret", namespace, s) for s in wanted]
+    missing = [s for s, obj in zip(wanted, found, strict=True) if obj is None]
+    if not wanted:
+        return TLSState(None, ("True", "TLSTurningOff", "no port mounts certificates"))
+    if missing:
+        why = "TLS is being turned off but the members still mount " + ", ".join(missing)
+        return TLSState(why, ("False", "CertificatesPending", why))
+    validity = not_after_of(found)
+    client_pair = None
+    if t.client:
+        client_pair = KeyPair(_decode(found[0], "tls.crt"), _decode(found[0], "tls.key"))
+    return TLSState(
+        None,
+        ("True", "TLSTurningOff", "the members still mount their certificates until TLS is off"),
+        not_after=validity[1] if validity else None,
+        ca_pem=_decode(found[0], "ca.crt") or None,
+        client_pair=client_pair,
     )

@@ -112,7 +112,7 @@ def test_condition_table() -> None:
     )
     assert tls.condition_for(t, 0.0, (0.0, 90 * DAY), "why")[:2] == (
         "True",
-        "TLSChangeNotApplied",
+        "TLSTransitionQueued",
     )
 
 
@@ -207,61 +207,7 @@ def test_missing_names_of_a_cert_manager_secret() -> None:
 
 
 # --------------------------------------------------------------------------- transitions
-
-
-@pytest.mark.parametrize(
-    ("spec_tls", "running", "blocked"),
-    [
-        (None, None, False),  # new cluster, no TLS
-        ({}, None, False),  # new cluster, TLS (defaults: both ports)
-        ({}, "client-peer", False),
-        (None, "", False),
-        ({}, "", True),  # turning TLS on for a running cluster
-        (None, "client-peer", True),  # turning it off
-        ({"peer": {"enabled": False}}, "client-peer", True),
-        ({"client": {"enabled": False}}, "peer", False),
-    ],
-)
-def test_transition_table(
-    spec_tls: dict[str, Any] | None, running: str | None, blocked: bool
-) -> None:
-    spec: dict[str, Any] = {"replicas": 3}
-    if spec_tls is not None:
-        spec["tls"] = {"mode": "managed", **spec_tls}
-    effective, problem = tls.effective_spec(spec, running)
-    assert (problem is not None) == blocked
-    rendered = tls.spec_of(effective)
-    if running is not None:
-        # Whatever the spec says, the members are rendered with what they run.
-        assert (rendered.label if rendered else "") == running
-    else:
-        assert effective == spec
-
-
-@given(
-    client=st.booleans(),
-    peer=st.booleans(),
-    auth=st.booleans(),
-    running=st.sampled_from([None, "", "client", "peer", "client-peer"]),
-)
-def test_a_running_cluster_keeps_the_revision_of_its_tls_setting(
-    client: bool, peer: bool, auth: bool, running: str | None
-) -> None:
-    """Ordering rule of TLS enablement: the member revision the planner rolls to never
-    changes the TLS setting of a running StatefulSet, so no pod is ever restarted
-    into a setting its peers do not speak (a roll needs the member to accept both)."""
-    spec: dict[str, Any] = {
-        "replicas": 3,
-        "tls": {
-            "client": {"enabled": client, "clientCertAuth": auth},
-            "peer": {"enabled": peer},
-        },
-    }
-    effective, _ = tls.effective_spec(spec, running)
-    rkv = o.RaftKVObject("kv", "prod", "uid", spec=effective)
-    labels = o.pod_template(rkv)["metadata"]["labels"]
-    if running is not None:
-        assert labels.get(tls.TLS_LABEL, "") == running
+# Turning TLS on or off for a running cluster: test_tls_transition.py.
 
 
 # --------------------------------------------------------------------------- planner
