@@ -47,7 +47,8 @@ typecheck: $(STAMP)
 # Long runs: 10,000 simulator schedules, then a 10-minute nemesis soak (needs root
 # for network namespaces; skipped with the reason otherwise).
 soak: $(STAMP)
-	RAFTKV_SOAK=1 $(BIN)/pytest -q -m soak tests/sim tests/nemesis
+	RAFTKV_SOAK=1 $(BIN)/pytest -q -m soak tests/sim tests/nemesis \
+		tests/operator/test_tls_transition_operator.py
 
 e2e-local: $(STAMP)
 	$(BIN)/pytest -v e2e/local

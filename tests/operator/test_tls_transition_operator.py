@@ -11,6 +11,7 @@ two at once), and the Events.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +29,18 @@ from support.kube_emulator import EmulatorThread
 from support.operator_harness import NS, OperatorThread
 from support.wait import wait_for
 
-TIMEOUT = 240.0  # a deadline for each wait, not a duration
+TIMEOUT = 600.0  # a deadline for each wait, not a duration
+
+# Nine pod restarts each way take minutes against the stand-in, longer under CI's
+# coverage tracer than a wait should allow; `make test` covers the transition with
+# the planner properties and with real members (e2e/local/test_tls_e2e.py), and this
+# run is in `make soak`.
+pytestmark = [
+    pytest.mark.soak,
+    pytest.mark.skipif(
+        not os.environ.get("RAFTKV_SOAK"), reason="slow: run with `make soak` or RAFTKV_SOAK=1"
+    ),
+]
 
 
 class PublishingController(Controller):
