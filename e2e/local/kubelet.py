@@ -15,6 +15,9 @@ them, against the API only (never the emulator's store), polling every ``period`
   patched back.
 - PVC protection: a deleted PVC disappears (and its directory is wiped) only once no
   process uses it.
+- Images: every image runs ``raftkv serve`` from this checkout, except those a test
+  lists in ``broken_images``: a pod of one gets no process and reports
+  ``ImagePullBackOff``, as a real kubelet does for an image it cannot pull.
 
 Every process is reaped by :meth:`Kubelet.close`.
 """
@@ -80,6 +83,10 @@ class Kubelet:
     errors: list[str] = field(default_factory=list)
     #: PVC uids whose node is gone (:meth:`lose`): nothing runs on them again.
     lost: set[str] = field(default_factory=set)
+    #: Images that "cannot be pulled": their pods never run (see the module docstring).
+    broken_images: set[str] = field(default_factory=set)
+    #: Pods waiting on an image in ``broken_images``, with that image.
+    _unpullable: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.api = ApiClient(kubernetes.client.Configuration(host=self.api_url))
@@ -220,6 +227,7 @@ class Kubelet:
                 )
                 with self._lock:
                     self._ready.pop(pod_name, None)  # a new Pod object has no status yet
+                    self._unpullable.pop(pod_name, None)
                     old = self.procs.get(pod_name)
                     if old is not None and old.popen.poll() is None:
                         # The Pod was deleted under a running member: stop it first
@@ -295,6 +303,7 @@ class Kubelet:
                 )
 
     def _report(self) -> None:
+        self._report_unpullable()
         for pod_name, proc in self.procs.items():
             ready = False
             if proc.popen.poll() is None and proc.terminating_since is None:
@@ -323,6 +332,42 @@ class Kubelet:
                 continue
             self._ready[pod_name] = ready
 
+    def _report_unpullable(self) -> None:
+        """Pods of a broken image: Pending, not Ready, the container waiting in
+        ``ImagePullBackOff`` (what the operator reads as "does not run")."""
+        for pod_name, image in list(self._unpullable.items()):
+            if self._ready.get(pod_name) is False:
+                continue
+            status = {
+                "phase": "Pending",
+                "conditions": [{"type": "Ready", "status": "False"}],
+                "containerStatuses": [
+                    {
+                        "name": "raftkv",
+                        "image": image,
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {
+                            "waiting": {
+                                "reason": "ImagePullBackOff",
+                                "message": f'Back-off pulling image "{image}"',
+                            }
+                        },
+                    }
+                ],
+            }
+            try:
+                self.core.patch_namespaced_pod_status(
+                    pod_name, self.namespace, {"status": status}, _content_type=MERGE
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                self._unpullable.pop(pod_name, None)
+                continue
+            self._ready[pod_name] = False
+
     # ------------------------------------------------------------------ processes
 
     def _owner(self, pod_name: str) -> str:
@@ -334,6 +379,11 @@ class Kubelet:
     def _start(self, sts: JSON, ordinal: int, pod_name: str, pvc_uid: str) -> None:
         name = sts["metadata"]["name"]
         (container,) = sts["spec"]["template"]["spec"]["containers"]
+        if container.get("image") in self.broken_images:
+            if pod_name not in self._unpullable:
+                log.info("%s: image %s cannot be pulled", pod_name, container["image"])
+            self._unpullable[pod_name] = container["image"]
+            return
         env = self._resolve_env(container.get("env") or [], pod_name)
         env = self._mount_secrets(sts, container, pod_name, env)
         data_dir = self._dir(pvc_uid)
