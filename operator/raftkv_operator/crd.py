@@ -20,7 +20,7 @@ CRD_NAME = f"{n.PLURAL}.{n.GROUP}"
 REVISION_ANNOTATION = "raftkv.dev/crd-revision"
 #: The schema revision this operator writes and reads. Keep equal to the annotation in
 #: charts/raftkv/crds/raftkv.dev_raftkvs.yaml (a test checks).
-REQUIRED_REVISION = 5
+REQUIRED_REVISION = 6
 
 UPGRADE_HINT = (
     "upgrade the CRD first: kubectl apply --server-side --force-conflicts "
