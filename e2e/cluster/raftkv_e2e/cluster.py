@@ -9,12 +9,13 @@ from typing import Any
 
 import httpx
 
-from raftkv_e2e import printer, state
+from raftkv.client import Client, ListPage
+from raftkv_e2e import day2, printer, state
 from raftkv_e2e.config import CRD_NAME, OPERATOR_CONTAINER, RAFTKV_NAME, E2EConfig
 from raftkv_e2e.install import Installer
 from raftkv_e2e.kubectl import Kubectl, ToolError
 from raftkv_e2e.metrics import MemberMetrics, parse_metrics
-from raftkv_e2e.portforward import PortForward
+from raftkv_e2e.portforward import ForwardTLS, PortForward, tls_context
 from raftkv_e2e.wait import NotYet, wait_for
 from raftkv_e2e.workload import KV, Writer
 from raftkv_e2e.writelog import WriteLog
@@ -43,21 +44,61 @@ CHILD_KINDS = ",".join(
 
 
 class Scenario:
-    def __init__(self, config: E2EConfig, kubectl: Kubectl) -> None:
+    def __init__(
+        self,
+        config: E2EConfig,
+        kubectl: Kubectl,
+        name: str = RAFTKV_NAME,
+        installer: Installer | None = None,
+    ) -> None:
         self.config = config
         self.kubectl = kubectl
-        self.name = RAFTKV_NAME
+        self.name = name
         self.ns = config.namespace
-        self.installer = Installer(config, kubectl)
+        self.installer = installer if installer is not None else Installer(config, kubectl)
         self.writes = WriteLog()
         self.forward = PortForward(
             kubectl.binary, self.ns, f"svc/{self.name}-client", CLIENT_PORT, start_timeout=60
         )
         self.kv = KV(self.forward, self.writes, config.timeout)
+        self.tls: ForwardTLS | None = None
         self.writer: Writer | None = None
+        self.writers: list[Writer] = []
         self.created_namespace = False
         self.uid = ""
         self.owner_uids: set[str] = set()
+        #: Other RaftKVs a step created in the namespace (a restore target), and other
+        #: objects (a backup claim, a Secret): the cleanup deletes them, RaftKVs first
+        #: while the operator still runs to remove their finalizers.
+        self.siblings: list[Scenario] = []
+        self.extra_objects: list[tuple[str, str]] = []
+
+    def sibling(self, name: str) -> Scenario:
+        """Another RaftKV in the same namespace, under the same installation; removed
+        by this scenario's cleanup."""
+        other = Scenario(self.config, self.kubectl, name, self.installer)
+        other.created_namespace = False
+        self.siblings.append(other)
+        return other
+
+    def track(self, kind: str, name: str) -> None:
+        """An object a step created in the namespace, for the cleanup to delete."""
+        if (kind, name) not in self.extra_objects:
+            self.extra_objects.append((kind, name))
+
+    def use_tls(self, ca_pem: bytes, *, plain_first: bool = False) -> ForwardTLS:
+        """From now on the suite's own calls go over HTTPS to the client Service,
+        trusting ``ca_pem`` and checking the Service's DNS name (``plain_first``
+        while TLS is being turned on); returns the settings for writers."""
+        tls = ForwardTLS(
+            tls_context(ca_pem),
+            day2.client_service_dns_name(self.name, self.ns),
+            plain_first=plain_first,
+        )
+        self.kv.close()
+        self.kv = KV(self.forward, self.writes, self.config.timeout, tls=tls)
+        self.tls = tls
+        return tls
 
     # ------------------------------------------------------------------ objects
 
@@ -67,10 +108,11 @@ class Scenario:
             raise AssertionError(f"RaftKV {self.ns}/{self.name} does not exist")
         return obj
 
-    def manifest(self, replicas: int) -> JSON:
+    def manifest(self, replicas: int, extra: JSON | None = None) -> JSON:
         spec: JSON = {"replicas": replicas, "imagePullPolicy": self.config.pull_policy}
         if self.config.storage_class:
             spec["storage"] = {"storageClassName": self.config.storage_class}
+        spec.update(extra or {})
         return {
             "apiVersion": f"{GROUP}/v1alpha1",
             "kind": "RaftKV",
@@ -79,7 +121,11 @@ class Scenario:
         }
 
     def pods(self) -> list[JSON]:
-        return self.kubectl.list("pods", self.ns, f"app.kubernetes.io/instance={self.name}")
+        """The member pods (the members' selector: not the backup Jobs' pods, which
+        share the instance label)."""
+        return self.kubectl.list(
+            "pods", self.ns, f"app.kubernetes.io/name=raftkv,app.kubernetes.io/instance={self.name}"
+        )
 
     def statefulset(self) -> JSON | None:
         return self.kubectl.get("statefulsets.apps", self.name, self.ns)
@@ -127,8 +173,9 @@ class Scenario:
                     "set RAFTKV_E2E_STORAGE_CLASS"
                 )
 
-    def create(self, replicas: int) -> None:
-        self.kubectl.apply(self.manifest(replicas))
+    def create(self, replicas: int, extra: JSON | None = None) -> None:
+        """Create the RaftKV (``extra``: more spec fields, e.g. ``restore``)."""
+        self.kubectl.apply(self.manifest(replicas, extra))
         self.uid = self.raftkv()["metadata"]["uid"]
         self.owner_uids.add(self.uid)
 
@@ -214,14 +261,34 @@ class Scenario:
             response.raise_for_status()
             return parse_metrics(response.text)
 
-    def start_writer(self) -> Writer:
-        if self.writer is None:
+    def start_writer(
+        self, prefix: str = "e2e/w/", *, tls: ForwardTLS | None = None, retries: int = 3
+    ) -> Writer:
+        """The running background writer, or a new one (through its own forward) when
+        none runs. Keys are ``<prefix>NNNNNNN``: give each writer its own prefix."""
+        if self.writer is None or self.writer.stopped:
             forward = PortForward(
                 self.kubectl.binary, self.ns, f"svc/{self.name}-client", CLIENT_PORT
             )
             rate = self.config.write_rate
-            self.writer = Writer(forward, self.writes, "e2e/w/", rate).start()
+            self.writer = Writer(forward, self.writes, prefix, rate, tls=tls, retries=retries)
+            self.writers.append(self.writer.start())
         return self.writer
+
+    def list_all(self, prefix: str) -> dict[str, bytes]:
+        """Every key under ``prefix`` with its value (linearizable, paged)."""
+        listed: dict[str, bytes] = {}
+        start_after: str | None = None
+        while True:
+
+            def page_after(client: Client, after: str | None = start_after) -> ListPage:
+                return client.list_page(prefix, 1000, start_after=after)
+
+            page = self.kv.retrying(f"list {prefix}", page_after)
+            listed.update((item.key, item.value) for item in page.items)
+            if not page.more or not page.items:
+                return listed
+            start_after = page.items[-1].key
 
     def stop_writer(self) -> Writer:
         writer = self.writer
@@ -282,13 +349,16 @@ class Scenario:
         whatever the run created and is still there. Raises if cleanup failed, after
         trying every step."""
         errors: list[str] = []
-        if self.writer is not None:
+        for writer in self.writers:
             try:
-                self.writer.stop()
+                writer.stop()
             except AssertionError as exc:
                 errors.append(str(exc))
         self.kv.close()
         self.forward.close()
+        for other in self.siblings:
+            other.kv.close()
+            other.forward.close()
         if self.config.keep:
             log.warning(
                 "RAFTKV_E2E_KEEP=1: left RaftKV %s/%s and the operator installed; clean up "
@@ -301,7 +371,10 @@ class Scenario:
             return
         steps = []
         if self.installer.installed:
+            for other in self.siblings:
+                steps.append((f"delete RaftKV {other.name}", other._force_delete_raftkv))
             steps.append(("delete the RaftKV", self._force_delete_raftkv))
+        steps.append(("delete the objects the steps created", self.delete_extra_objects))
         steps.append(("delete the namespace", self.delete_namespace))
         if self.installer.installed:
             steps.append(("uninstall the operator", self.uninstall))
@@ -313,6 +386,22 @@ class Scenario:
                 errors.append(f"{what}: {exc}")
         if errors:
             raise AssertionError(f"cleanup left the cluster dirty: {errors}")
+
+    def delete_extra_objects(self) -> None:
+        """Delete what :meth:`track` recorded and wait until it is gone (a claim stays
+        while a pod still mounts it)."""
+        for kind, name in self.extra_objects:
+            self.kubectl.delete(kind, name, self.ns)
+
+        def gone() -> bool:
+            left = [f"{k}/{n}" for k, n in self.extra_objects if self.kubectl.get(k, n, self.ns)]
+            if left:
+                raise NotYet(f"still present: {left}")
+            return True
+
+        if self.extra_objects:
+            wait_for("the objects the steps created to be gone", gone, self.config.timeout)
+        self.extra_objects.clear()
 
     def _force_delete_raftkv(self) -> None:
         if self.kubectl.get("customresourcedefinitions.apiextensions.k8s.io", CRD_NAME) is None:
@@ -343,9 +432,23 @@ class Scenario:
         parts = [
             (
                 "objects",
-                k.text("get", f"{RKV},statefulsets,pods,pvc,services,pdb", "-n", ns, "-o", "wide"),
+                k.text(
+                    "get",
+                    f"{RKV},statefulsets,pods,pvc,services,pdb,cronjobs,jobs",
+                    "-n",
+                    ns,
+                    "-o",
+                    "wide",
+                ),
             ),
             ("RaftKV status", k.text("get", RKV, self.name, "-n", ns, "-o", "jsonpath={.status}")),
+            *(
+                (
+                    f"RaftKV {other.name} status",
+                    k.text("get", RKV, other.name, "-n", ns, "-o", "jsonpath={.status}"),
+                )
+                for other in self.siblings
+            ),
             ("events", _tail(k.text("get", "events", "-n", ns, "--sort-by=.lastTimestamp"), 40)),
             ("operator log", _tail(self.installer.operator_logs(), 60)),
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Mapping
@@ -31,6 +32,89 @@ class ConfigError(ValueError):
     """A setting has a value the suite cannot use (a usage error, not a skip)."""
 
 
+#: The S3 settings: all of the first four, or none (the backup then targets a PVC).
+S3_REQUIRED = (
+    "RAFTKV_E2E_S3_ENDPOINT",
+    "RAFTKV_E2E_S3_BUCKET",
+    "RAFTKV_E2E_S3_ACCESS_KEY_ID",
+    "RAFTKV_E2E_S3_SECRET_ACCESS_KEY",
+)
+
+
+@dataclass(frozen=True)
+class S3Target:
+    """An S3-compatible store the backup Job and the restore can reach *from inside the
+    cluster* (the endpoint is used by pods, not by the suite)."""
+
+    endpoint: str
+    bucket: str
+    access_key_id: str
+    secret_access_key: str
+    region: str = ""
+    prefix: str = "raftkv-e2e"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> S3Target | None:
+        values = {k: env.get(k, "").strip() for k in S3_REQUIRED}
+        given = [k for k, v in values.items() if v]
+        if not given:
+            return None
+        missing = [k for k, v in values.items() if not v]
+        if missing:
+            raise ConfigError(
+                f"an S3 backup target needs all of {', '.join(S3_REQUIRED)}; "
+                f"{', '.join(given)} set but {', '.join(missing)} missing"
+            )
+        endpoint = values["RAFTKV_E2E_S3_ENDPOINT"]
+        if not endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"RAFTKV_E2E_S3_ENDPOINT={endpoint!r}: expected an http(s):// URL")
+        bucket = values["RAFTKV_E2E_S3_BUCKET"]
+        if "/" in bucket:
+            raise ConfigError(f"RAFTKV_E2E_S3_BUCKET={bucket!r}: a bucket name, no slash")
+        prefix = env.get("RAFTKV_E2E_S3_PREFIX", "").strip().strip("/") or "raftkv-e2e"
+        return cls(
+            endpoint=endpoint,
+            bucket=bucket,
+            access_key_id=values["RAFTKV_E2E_S3_ACCESS_KEY_ID"],
+            secret_access_key=values["RAFTKV_E2E_S3_SECRET_ACCESS_KEY"],
+            region=env.get("RAFTKV_E2E_S3_REGION", "").strip(),
+            prefix=prefix,
+        )
+
+
+def broken_image_for(image: str) -> str:
+    """The image under test with a tag that does not exist: same registry and
+    repository (so the pull really is attempted and fails), never pullable."""
+    repository = image.split("@", 1)[0]
+    slash, colon = repository.rfind("/"), repository.rfind(":")
+    if colon > slash:
+        repository = repository[:colon]
+    return f"{repository}:raftkv-e2e-no-such-tag"
+
+
+def duration_seconds(text: str) -> int:
+    """Whole seconds of a Go duration made of ``h``/``m``/``s`` parts (``1h30m``)."""
+    parts = re.findall(r"([0-9]+)(h|m|s)", text)
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def _tls_duration(raw: str) -> str:
+    """RAFTKV_E2E_TLS_DURATION: a Go duration of at least one minute (the operator's
+    minimum), at most an hour (the suite waits for a renewal at two thirds of it)."""
+    text = raw.strip() or "6m"
+    try:
+        seconds = duration_seconds(text)
+    except ValueError:
+        raise ConfigError(
+            f"RAFTKV_E2E_TLS_DURATION={text!r}: expected a duration like 6m or 90s"
+        ) from None
+    if not 60 <= seconds <= 3600:
+        raise ConfigError(f"RAFTKV_E2E_TLS_DURATION={text!r}: must be 1m..1h")
+    return text
+
+
 @dataclass(frozen=True)
 class E2EConfig:
     kubeconfig: str | None
@@ -51,6 +135,12 @@ class E2EConfig:
     operator_namespace: str
     release: str
     repo_root: Path
+    #: The day-2 steps (``test_raftkv_on_cluster_day2.py``): the image a roll is stopped by,
+    #: the lifetime of the certificates whose renewal is awaited, and the optional S3
+    #: target of the backup (a PVC otherwise).
+    broken_image: str = ""
+    tls_duration: str = "6m"
+    s3: S3Target | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> E2EConfig:
@@ -91,6 +181,9 @@ class E2EConfig:
             operator_namespace=env.get("RAFTKV_E2E_OPERATOR_NAMESPACE") or OPERATOR_NAMESPACE,
             release=env.get("RAFTKV_E2E_RELEASE") or RELEASE,
             repo_root=REPO_ROOT,
+            broken_image=env.get("RAFTKV_E2E_BROKEN_IMAGE", "").strip() or broken_image_for(image),
+            tls_duration=_tls_duration(env.get("RAFTKV_E2E_TLS_DURATION", "")),
+            s3=S3Target.from_env(env),
         )
 
     @property
@@ -100,6 +193,11 @@ class E2EConfig:
     @property
     def chart_dir(self) -> Path:
         return self.repo_root / "charts" / "raftkv"
+
+    @property
+    def tls_seconds(self) -> float:
+        """The certificates' lifetime in seconds (``tls_duration``)."""
+        return float(duration_seconds(self.tls_duration))
 
     def binary(self, name: str) -> str | None:
         """The full path of ``kubectl``/``helm`` as configured, or None if not found."""

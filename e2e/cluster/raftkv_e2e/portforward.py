@@ -25,12 +25,15 @@ import logging
 import os
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import IO
 
 import httpx
@@ -267,16 +270,67 @@ class PortForward:
         return session.port
 
 
+@dataclass(frozen=True)
+class ForwardTLS:
+    """How requests through a forward speak TLS.
+
+    The forward ends on 127.0.0.1, but the certificate names the pod and Service DNS
+    names, so the handshake sends and verifies ``server_name`` (SNI and hostname check)
+    against a context that trusts the cluster CA: exactly what a client inside the
+    cluster checks.
+
+    ``plain_first``: while TLS is being turned on, members go from plain HTTP through
+    "both" to HTTPS only, and a forward to the Service reaches any of them. A request
+    goes in plain HTTP first; a member that speaks only TLS reads it as a broken
+    handshake and closes the connection without interpreting a byte of it (it is not
+    TLS), so the same request (same ``X-Request-Id``: a retried write is still applied
+    at most once) goes again over HTTPS. Not the other way round: a TLS ClientHello
+    sent to a plain HTTP server waits for a request line that never comes, until the
+    timeout. ``fresh_connections``: one handshake per request (no keep-alive), so a
+    renewed certificate is seen by the next request, not hidden behind a connection
+    opened before the renewal."""
+
+    context: ssl.SSLContext
+    server_name: str
+    plain_first: bool = False
+    fresh_connections: bool = False
+
+
+def tls_context(ca_pem: bytes) -> ssl.SSLContext:
+    """A client context that trusts only ``ca_pem`` and checks host names."""
+    context = ssl.create_default_context(cadata=ca_pem.decode("ascii"))
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 class ForwardTransport(httpx.BaseTransport):
     """An httpx transport that sends every request through a :class:`PortForward`.
 
     The request's own host and port are ignored (give the client any placeholder base
     URL); a failed connection or a ``410 Gone`` marks the forward stale so the next
-    attempt goes through a fresh forward, probably to another pod."""
+    attempt goes through a fresh forward, probably to another pod. With ``tls`` the
+    requests are HTTPS to ``tls.server_name`` (see :class:`ForwardTLS`)."""
 
-    def __init__(self, forward: PortForward, inner: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        forward: PortForward,
+        inner: httpx.BaseTransport | None = None,
+        *,
+        tls: ForwardTLS | None = None,
+    ) -> None:
         self.forward = forward
-        self._inner = inner if inner is not None else httpx.HTTPTransport()
+        self.tls = tls
+        self.tls_fallbacks = 0
+        keepalive = 0 if tls is not None and tls.fresh_connections else 20
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=keepalive)
+        if inner is not None:
+            self._inner = inner
+        elif tls is not None:
+            self._inner = httpx.HTTPTransport(verify=tls.context, limits=limits)
+        else:
+            self._inner = httpx.HTTPTransport()
+        self._plain = httpx.HTTPTransport() if tls is not None and tls.plain_first else None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         try:
@@ -284,15 +338,43 @@ class ForwardTransport(httpx.BaseTransport):
         except PortForwardError as exc:
             # Nothing was sent: the client may retry any request after this.
             raise httpx.ConnectError(str(exc), request=request) from exc
+        tls = self.tls
         request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=port)
         try:
-            response = self._inner.handle_request(request)
+            if self._plain is not None:
+                try:
+                    return self._checked(self._plain.handle_request(request), port)
+                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                    # Closed unanswered: a member that takes TLS only (see ForwardTLS).
+                    self.tls_fallbacks += 1
+            if tls is not None:
+                request.url = request.url.copy_with(scheme="https")
+                request.extensions = {**request.extensions, "sni_hostname": tls.server_name}
+            return self._checked(self._inner.handle_request(request), port)
         except httpx.TransportError:
             self.forward.invalidate(port)
             raise
+
+    def _checked(self, response: httpx.Response, port: int) -> httpx.Response:
         if response.status_code == 410:
             self.forward.invalidate(port)
         return response
 
     def close(self) -> None:
         self._inner.close()
+        if self._plain is not None:
+            self._plain.close()
+
+
+def served_certificate(port: int, tls: ForwardTLS, timeout: float = 10.0) -> bytes:
+    """The DER certificate a member presents through the forward on ``port``, after a
+    full handshake that verifies it against the CA and ``tls.server_name`` (raises
+    ``ssl.SSLError`` when it does not verify)."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock,
+        tls.context.wrap_socket(sock, server_hostname=tls.server_name) as wrapped,
+    ):
+        der = wrapped.getpeercert(binary_form=True)
+    if not der:
+        raise ssl.SSLError(f"{tls.server_name}: no certificate presented")
+    return der

@@ -7,11 +7,12 @@ import logging
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
 from raftkv.client import Client, GetResult, Indeterminate, RaftKVError, Unavailable
-from raftkv_e2e.portforward import ForwardTransport, PortForward
+from raftkv_e2e.portforward import ForwardTLS, ForwardTransport, PortForward
 from raftkv_e2e.writelog import Observed, WriteLog
 
 log = logging.getLogger("e2e.workload")
@@ -24,12 +25,19 @@ PLACEHOLDER_URL = "http://raftkv-client.e2e.invalid"
 RETRYABLE_STATUS = frozenset({0, 410, 502, 503, 504})
 
 
-def forwarded_client(forward: PortForward, *, timeout: float = 10.0, retries: int = 4) -> Client:
-    """raftkv's own client, through ``forward``. Its timeout is above the members'
-    5 s request timeout so a slow write reads as the server's honest 503."""
+def forwarded_client(
+    forward: PortForward,
+    *,
+    timeout: float = 10.0,
+    retries: int = 4,
+    tls: ForwardTLS | None = None,
+) -> Client:
+    """raftkv's own client, through ``forward`` (over HTTPS with ``tls``). Its timeout
+    is above the members' 5 s request timeout so a slow write reads as the server's
+    honest 503."""
     return Client(
         PLACEHOLDER_URL,
-        transport=ForwardTransport(forward),
+        transport=ForwardTransport(forward, tls=tls),
         timeout=timeout,
         retries=retries,
         backoff=0.25,
@@ -48,9 +56,15 @@ class KV:
     cluster being briefly without a leader, or the forward's pod going away, is
     retried; anything else (a 4xx) is an answer and raised."""
 
-    def __init__(self, forward: PortForward, log_: WriteLog, default_timeout: float) -> None:
+    def __init__(
+        self,
+        forward: PortForward,
+        log_: WriteLog,
+        default_timeout: float,
+        tls: ForwardTLS | None = None,
+    ) -> None:
         self.forward = forward
-        self.client = forwarded_client(forward)
+        self.client = forwarded_client(forward, tls=tls)
         self.writes = log_
         self.default_timeout = default_timeout
 
@@ -108,18 +122,30 @@ class Writer:
     through its own forward, recording each outcome, until stopped.
 
     Each key is attempted once (the client's own retries reuse the request id, so they
-    are safe); an unknown outcome is recorded as such and the writer moves on."""
+    are safe); an unknown outcome is recorded as such and the writer moves on. With
+    ``retries=0`` every failed attempt counts (a workload that must see no failure)."""
 
-    def __init__(self, forward: PortForward, writes: WriteLog, prefix: str, rate: float) -> None:
+    def __init__(
+        self,
+        forward: PortForward,
+        writes: WriteLog,
+        prefix: str,
+        rate: float,
+        *,
+        tls: ForwardTLS | None = None,
+        retries: int = 3,
+    ) -> None:
         self.forward = forward
         self.writes = writes
         self.prefix = prefix
         self.interval = 1.0 / rate
-        self.client = forwarded_client(forward, retries=3)
+        self.client = forwarded_client(forward, retries=retries, tls=tls)
         self.acks = 0
         self.indeterminate = 0
         self.failed = 0
         self.unexpected: list[str] = []
+        #: The latest failed attempts of any kind, for the report.
+        self.errors: deque[str] = deque(maxlen=20)
         self.ack_times: list[float] = []
         self.crashed: BaseException | None = None
         self._stop = threading.Event()
@@ -128,6 +154,10 @@ class Writer:
     def start(self) -> Writer:
         self._thread.start()
         return self
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -170,10 +200,12 @@ class Writer:
     def _write(self, key: str, value: bytes) -> None:
         try:
             result = self.client.put(key, value)
-        except Indeterminate:
+        except Indeterminate as exc:
             self.indeterminate += 1
+            self.errors.append(f"PUT {key}: {exc}")
             self.writes.indeterminate(key, value)
         except RaftKVError as exc:
+            self.errors.append(f"PUT {key}: {exc}")
             if not retryable(exc):
                 self.unexpected.append(f"PUT {key}: {exc}")
             self.failed += 1
