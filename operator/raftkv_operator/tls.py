@@ -271,30 +271,48 @@ class Renewal:
     reason: str
 
 
-def renewal(now: float, not_before: float, not_after: float) -> Renewal:
-    """Renew at two thirds of the lifetime (a third of it left to retry in), or at
-    once when the certificate is not valid now (expired, or a lifetime that makes no
-    sense). Pure: the kopf timer calls it again on every pass."""
-    lifetime = not_after - not_before
+def renewal(now: float, not_before: float, not_after: float, backdate: float = 0.0) -> Renewal:
+    """Renew with a third of the *intended* lifetime left (cert-manager's default
+    ``renewBefore`` = duration/3), or at once when the certificate is not valid now
+    (expired, or a lifetime that makes no sense). Pure: the kopf timer calls it again
+    on every pass.
+
+    ``backdate`` is how far ``not_before`` was set before the moment of issue
+    (:data:`BACKDATE` for the operator's own certificates, 0 for others). It is not
+    part of the lifetime the certificate was asked for: counting it would make a
+    ``duration: 1m`` certificate (valid from 5 minutes before to 1 minute after its
+    issue) due the moment it is issued, and the operator would reissue on every pass."""
+    lifetime = intended_lifetime(not_before, not_after, backdate)
     if lifetime <= 0:
         return Renewal(True, now, "the certificate has no valid lifetime")
     if now >= not_after:
         return Renewal(True, now, "the certificate has expired")
     if now < not_before - BACKDATE.total_seconds():
         return Renewal(True, now, "the certificate is not valid yet (clock went back?)")
-    due = not_before + lifetime * 2 / 3
+    due = not_after - lifetime / 3
     if now >= due:
         return Renewal(True, now, f"two thirds of its lifetime passed ({_when(due)})")
     return Renewal(False, due, f"renewal due {_when(due)}")
 
 
+def intended_lifetime(not_before: float, not_after: float, backdate: float = 0.0) -> float:
+    """The lifetime a certificate was issued for: its validity minus the backdating
+    (``not_before`` set ``backdate`` seconds before the moment of issue)."""
+    return not_after - not_before - max(backdate, 0.0)
+
+
 def warning_threshold(lifetime: float) -> float:
-    """Seconds before expiry below which a certificate counts as expiring soon."""
+    """Seconds before expiry below which a certificate counts as expiring soon
+    (``lifetime`` is the intended one, see :func:`intended_lifetime`)."""
     return min(EXPIRY_WARNING, max(lifetime, 0.0) / 6)
 
 
-def expiring_soon(now: float, not_before: float, not_after: float) -> bool:
-    return not_after - now < warning_threshold(not_after - not_before)
+def expiring_soon(now: float, not_before: float, not_after: float, backdate: float = 0.0) -> bool:
+    """Under the warning threshold: a sixth of the intended lifetime (half of what a
+    renewal on time leaves), at most :data:`EXPIRY_WARNING`; ``backdate`` as in
+    :func:`renewal`, so a fresh short-lived certificate never warns."""
+    lifetime = intended_lifetime(not_before, not_after, backdate)
+    return not_after - now < warning_threshold(lifetime)
 
 
 @dataclass(frozen=True)
@@ -355,7 +373,8 @@ def issue_reason(
     missing = sorted(set(sans) - info.dns_names)
     if missing or not set(IP_ADDRESSES) <= info.ip_addresses:
         return f"the certificate does not name {', '.join(missing) or '127.0.0.1'}"
-    decision = renewal(now, info.not_before, info.not_after)
+    # Only certificates signed by the operator's CA get here, and it backdates them all.
+    decision = renewal(now, info.not_before, info.not_after, BACKDATE.total_seconds())
     return decision.reason if decision.renew else None
 
 
@@ -430,7 +449,8 @@ def issue(
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     key = ec.generate_private_key(ec.SECP256R1())
     start = dt.datetime.fromtimestamp(now, dt.UTC) - BACKDATE
-    end = dt.datetime.fromtimestamp(now + lifetime, dt.UTC)
+    # A certificate cannot outlive the CA that vouches for it (it would not verify).
+    end = min(dt.datetime.fromtimestamp(now + lifetime, dt.UTC), ca_cert.not_valid_after_utc)
     alt: list[x509.GeneralName] = [x509.DNSName(s) for s in sans]
     alt += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in IP_ADDRESSES]
     cert = (
@@ -674,15 +694,20 @@ class TLSState:
 
 
 def condition_for(
-    t: TLSSpec, now: float, validity: tuple[float, float] | None, transition: str | None
+    t: TLSSpec,
+    now: float,
+    validity: tuple[float, float] | None,
+    transition: str | None,
+    backdate: float = 0.0,
 ) -> tuple[str, str, str]:
-    """``CertificatesReady`` once the Secrets are there (pure)."""
+    """``CertificatesReady`` once the Secrets are there (pure); ``backdate`` as in
+    :func:`renewal` (the operator's own certificates are backdated, cert-manager's not)."""
     if validity is None:
         return ("False", "CertificatesPending", "the certificates are not issued yet")
     not_before, not_after = validity
     if now >= not_after:
         return ("False", "CertificateExpired", f"a certificate expired at {_when(not_after)}")
-    if expiring_soon(now, not_before, not_after):
+    if expiring_soon(now, not_before, not_after, backdate):
         return (
             "False",
             "CertificateExpiringSoon",
@@ -759,9 +784,17 @@ async def sync(
         ca_obj = await kube.read("Secret", namespace, ca_secret(name))
     ca_pair = KeyPair(_decode(ca_obj, "tls.crt"), _decode(ca_obj, "tls.key"))
     try:
-        read_cert(ca_pair.cert_pem)
+        ca_info = read_cert(ca_pair.cert_pem)
     except ValueError:
         bad = f"the CA Secret {ca_secret(name)} holds no readable certificate; not issuing"
+        return TLSState(bad, ("False", "CAInvalid", bad), transition=transition)
+    if now >= ca_info.not_after:
+        # Never renewed by the operator (ten years); a certificate it signed now would
+        # not verify, so issue nothing and say why rather than fail on every pass.
+        bad = (
+            f"the CA in {ca_secret(name)} expired at {_when(ca_info.not_after)}; not issuing "
+            f"(delete the Secret for a new CA, then restart the members)"
+        )
         return TLSState(bad, ("False", "CAInvalid", bad), transition=transition)
     sans = dns_names(name, namespace, replicas)
     found: list[Mapping[str, Any] | None] = []
@@ -791,7 +824,7 @@ async def sync(
         if secret_name == server_secret(name):
             client_pair = KeyPair(_decode(existing, "tls.crt"), _decode(existing, "tls.key"))
     validity = not_after_of(found)
-    state = condition_for(t, now, validity, transition)
+    state = condition_for(t, now, validity, transition, BACKDATE.total_seconds())
     if state[1] == "CertificateExpiringSoon":
         events.append(("Warning", "CertificateExpiringSoon", state[2]))
     return TLSState(
