@@ -248,8 +248,8 @@ def test_certificates_renewed_under_https_load(scenario: Scenario) -> None:
             raise NotYet(f"renewed so far: {done}")
         return now
 
-    # Renewal is due at two thirds of (duration + the 5-minute backdating), counted
-    # from the issue: never later than the certificates' expiry.
+    # Renewal is due two thirds of the duration after the issue (the operator's
+    # 5-minute backdating does not count): never later than the certificates' expiry.
     after = wait_for(
         "both certificates to be renewed",
         renewal,

@@ -62,7 +62,7 @@ def test_broken_image_is_the_image_under_test_with_a_missing_tag(image: str, bro
 def test_day2_settings_from_the_environment() -> None:
     config = E2EConfig.from_env({"RAFTKV_E2E_IMAGE": "reg.io/raftkv:1"})
     assert config.broken_image == "reg.io/raftkv:raftkv-e2e-no-such-tag"
-    assert (config.tls_duration, config.tls_seconds) == ("6m", 360.0)
+    assert (config.tls_duration, config.tls_seconds) == ("9m", 540.0)
     assert config.s3 is None
     config = E2EConfig.from_env(
         {

@@ -103,7 +103,7 @@ def duration_seconds(text: str) -> int:
 def _tls_duration(raw: str) -> str:
     """RAFTKV_E2E_TLS_DURATION: a Go duration of at least one minute (the operator's
     minimum), at most an hour (the suite waits for a renewal at two thirds of it)."""
-    text = raw.strip() or "6m"
+    text = raw.strip() or "9m"
     try:
         seconds = duration_seconds(text)
     except ValueError:
@@ -139,7 +139,7 @@ class E2EConfig:
     #: the lifetime of the certificates whose renewal is awaited, and the optional S3
     #: target of the backup (a PVC otherwise).
     broken_image: str = ""
-    tls_duration: str = "6m"
+    tls_duration: str = "9m"
     s3: S3Target | None = None
 
     @classmethod
