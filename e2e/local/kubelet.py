@@ -15,9 +15,14 @@ them, against the API only (never the emulator's store), polling every ``period`
   patched back.
 - PVC protection: a deleted PVC disappears (and its directory is wiped) only once no
   process uses it.
+- Secret volumes: written in the kubelet's AtomicWriter layout and refreshed in place
+  every ``secret_sync_period`` (a renewed certificate reaches running members).
 - Images: every image runs ``raftkv serve`` from this checkout, except those a test
   lists in ``broken_images``: a pod of one gets no process and reports
   ``ImagePullBackOff``, as a real kubelet does for an image it cannot pull.
+- Init containers of member pods run to completion before the member starts
+  (``kubelet_init.py``); CronJobs, Jobs and Job pods (the backups) are played by
+  ``kubelet_batch.py``; a deleted StatefulSet's members are stopped and its pods deleted.
 
 Every process is reaped by :meth:`Kubelet.close`.
 """
@@ -27,10 +32,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import os
 import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,6 +46,8 @@ from typing import Any
 
 import httpx
 import kubernetes
+from kubelet_batch import BatchControllers
+from kubelet_init import InitContainers
 from kubernetes.client import ApiClient, ApiException
 
 from raftkv_operator import naming as n
@@ -87,6 +96,14 @@ class Kubelet:
     broken_images: set[str] = field(default_factory=set)
     #: Pods waiting on an image in ``broken_images``, with that image.
     _unpullable: dict[str, str] = field(default_factory=dict)
+    #: Seconds between refreshes of mounted Secret volumes (the real kubelet's sync
+    #: period is about a minute; a test wants the rotation sooner).
+    secret_sync_period: float = 1.0
+    #: Per pod, its Secret volumes: (Secret name, local directory).
+    _secret_volumes: dict[str, list[tuple[str, Path]]] = field(default_factory=dict)
+    #: Per local volume directory, the Secret data (base64) last written there.
+    _secret_payloads: dict[Path, dict[str, str]] = field(default_factory=dict)
+    _secrets_synced_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.api = ApiClient(kubernetes.client.Configuration(host=self.api_url))
@@ -94,6 +111,12 @@ class Kubelet:
         self.apps = kubernetes.client.AppsV1Api(self.api)
         # Like the kubelet's HTTPS probes: the certificate is not verified.
         self.http = httpx.Client(timeout=0.5, verify=False)
+        # CronJobs, Jobs and their pods; init containers of member pods.
+        self.batch = BatchControllers(self)
+        self.init = InitContainers(self)
+        #: StatefulSets seen on the last pass: name -> (uid, member selector).
+        self._sts_seen: dict[str, tuple[str, str]] = {}
+        self._sts_seen_at = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -110,6 +133,8 @@ class Kubelet:
         if self._thread is not None:
             self._thread.join(timeout=10)
         with self._lock:
+            self.batch.close()
+            self.init.close()
             for proc in self.procs.values():
                 if proc.popen.poll() is None:
                     proc.popen.send_signal(signal.SIGTERM)
@@ -177,6 +202,9 @@ class Kubelet:
             self._reap()
             self._sync_pvcs()
             self._report()
+            self._sync_deleted_statefulsets()
+            self.batch.sync()
+        self._refresh_secrets()
 
     def _sync_statefulset(self, sts: JSON) -> None:
         ns, name = self.namespace, sts["metadata"]["name"]
@@ -302,6 +330,42 @@ class Kubelet:
                     _content_type=MERGE,
                 )
 
+    def _sync_deleted_statefulsets(self) -> None:
+        """A StatefulSet that is gone (its RaftKV was deleted): its member processes get
+        SIGTERM (``_reap`` drops them once they exited) and its pods are deleted, as
+        the garbage collector deletes the pods a real StatefulSet owns. Its claims are
+        the operator's to delete; they go once no process uses them (``_sync_pvcs``).
+        Init containers of pods that are gone are stopped. Every half second: two
+        list calls are too many for each pass."""
+        if time.monotonic() - self._sts_seen_at < 0.5:
+            return
+        self._sts_seen_at = time.monotonic()
+        live = {
+            str(s.metadata.name): s
+            for s in self.apps.list_namespaced_stateful_set(self.namespace).items
+        }
+        for name, (uid, selector) in list(self._sts_seen.items()):
+            if name in live and live[name].metadata.uid == uid:
+                continue
+            log.info("statefulset %s is gone: stopping its members", name)
+            for pod_name, proc in self.procs.items():
+                if self._owner(pod_name) == name and proc.terminating_since is None:
+                    proc.terminating_since = time.monotonic()
+                    if proc.popen.poll() is None:
+                        proc.popen.send_signal(signal.SIGTERM)
+            for pod in self.core.list_namespaced_pod(self.namespace, label_selector=selector).items:
+                self._unpullable.pop(str(pod.metadata.name), None)
+                if not pod.metadata.owner_references:
+                    with contextlib.suppress(ApiException):
+                        self.core.delete_namespaced_pod(pod.metadata.name, self.namespace)
+            del self._sts_seen[name]
+        for name, sts in live.items():
+            labels = sts.spec.selector.match_labels or {}
+            selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+            self._sts_seen[name] = (str(sts.metadata.uid), selector)
+        pods = {str(p.metadata.name) for p in self.core.list_namespaced_pod(self.namespace).items}
+        self.init.forget(pods)
+
     def _report(self) -> None:
         self._report_unpullable()
         for pod_name, proc in self.procs.items():
@@ -412,6 +476,8 @@ class Kubelet:
                 **self.extra_env,
             }
         )
+        if not self.init.done(sts, ordinal, pod_name, pvc_uid, env):
+            return  # the member starts once its init containers succeeded
         args = serve_command()
         # Quorum-loss recovery: the template's start command adds the flag on the pod
         # RAFTKV_FORCE_NEW_CLUSTER_POD names (objects.FORCE_COMMAND); this kubelet runs
@@ -435,31 +501,70 @@ class Kubelet:
     ) -> dict[str, str]:
         """Secret volumes (spec.tls): each Secret's keys written as files under the
         pod's own directory, and env values under a mountPath pointed there. Written
-        once, when the pod starts (the TLS e2e does not rotate)."""
+        at pod start in the real kubelet's layout (:func:`write_secret_volume`) and
+        refreshed in place by :meth:`_refresh_secrets`, so a renewed certificate
+        reaches a running member as it does on a real node."""
         secrets = {
             v["name"]: v["secret"]["secretName"]
             for v in sts["spec"]["template"]["spec"].get("volumes") or []
             if "secret" in v
         }
         moved: dict[str, str] = {}
+        volumes: list[tuple[str, Path]] = []
         for mount in container.get("volumeMounts") or []:
             secret_name = secrets.get(mount["name"])
             if secret_name is None:
                 continue
             secret = self.core.read_namespaced_secret(secret_name, self.namespace)
             local = self.root / "secrets" / pod_name / mount["name"]
-            local.mkdir(parents=True, exist_ok=True)
-            for key, value in (secret.data or {}).items():
-                path = local / key
-                path.write_bytes(base64.b64decode(value))
-                path.chmod(0o600)
+            data = {str(k): str(v) for k, v in (secret.data or {}).items()}
+            write_secret_volume(local, {k: base64.b64decode(v) for k, v in data.items()})
+            self._secret_payloads[local] = data
+            volumes.append((secret_name, local))
             moved[mount["mountPath"]] = str(local)
+        self._secret_volumes[pod_name] = volumes
         out = dict(env)
         for key, value in env.items():
             for mount_path, local_dir in moved.items():
                 if value.startswith(mount_path + "/"):
                     out[key] = local_dir + value[len(mount_path) :]
         return out
+
+    def _refresh_secrets(self) -> None:
+        """Every ``secret_sync_period``: rewrite the Secret volumes of running pods
+        whose Secret changed (a renewal), atomically, as the kubelet does. A Secret
+        that is gone keeps its last content (the real kubelet does the same)."""
+        now = time.monotonic()
+        if now - self._secrets_synced_at < self.secret_sync_period:
+            return
+        self._secrets_synced_at = now
+        with self._lock:
+            volumes = [
+                (pod_name, secret_name, local)
+                for pod_name, mounted in self._secret_volumes.items()
+                if pod_name in self.procs
+                for secret_name, local in mounted
+            ]
+        current: dict[str, dict[str, str] | None] = {}
+        for _, secret_name, _ in volumes:
+            if secret_name in current:
+                continue
+            try:
+                secret = self.core.read_namespaced_secret(secret_name, self.namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                current[secret_name] = None
+                continue
+            current[secret_name] = {str(k): str(v) for k, v in (secret.data or {}).items()}
+        with self._lock:
+            for pod_name, secret_name, local in volumes:
+                data = current[secret_name]
+                if data is None or self._secret_payloads.get(local) == data:
+                    continue
+                write_secret_volume(local, {k: base64.b64decode(v) for k, v in data.items()})
+                self._secret_payloads[local] = data
+                log.info("%s: refreshed the volume of Secret %s", pod_name, secret_name)
 
     def _resolve_env(self, entries: list[JSON], pod_name: str) -> dict[str, str]:
         """The container env as the kubelet computes it (valueFrom, then $(VAR))."""
@@ -495,3 +600,36 @@ def _scheme(env: dict[str, str], advertised: str, cert: str) -> str:
     if "://" in url:
         return url.split("://", 1)[0]
     return "https" if cert in env else "http"
+
+
+def write_secret_volume(target: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` into ``target`` as the kubelet's AtomicWriter does
+    (pkg/volume/util/atomic_writer.go): the payload goes into a fresh timestamped
+    directory, the ``..data`` symlink is swapped to it with one rename, and each
+    visible file is a symlink ``key -> ..data/key``. A reader of ``target/key`` thus
+    sees the whole old payload or the whole new one, never a mix, and the resolved
+    file (inode) changes on every update."""
+    target.mkdir(parents=True, exist_ok=True)
+    data_link = target / "..data"
+    old = os.readlink(data_link) if data_link.is_symlink() else None
+    stamp = time.strftime("..%Y_%m_%d_%H_%M_%S.", time.gmtime())
+    fresh = Path(tempfile.mkdtemp(prefix=stamp, dir=target))
+    for key, value in files.items():
+        path = fresh / key
+        path.write_bytes(value)
+        path.chmod(0o600)
+    fresh.chmod(0o755)
+    tmp = target / "..data_tmp"
+    tmp.unlink(missing_ok=True)
+    os.symlink(fresh.name, tmp)
+    os.rename(tmp, data_link)
+    for key in files:
+        link = target / key
+        if not link.is_symlink():
+            link.unlink(missing_ok=True)
+            os.symlink(f"..data/{key}", link)
+    for entry in target.iterdir():
+        if entry.is_symlink() and not entry.name.startswith("..") and entry.name not in files:
+            entry.unlink()
+    if old is not None and old != fresh.name:
+        shutil.rmtree(target / old, ignore_errors=True)

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import kubernetes
 import pytest
@@ -110,6 +110,13 @@ class Writer:
             client.close()
 
 
+class Acked(Protocol):
+    """A background writer: what it saw acknowledged, and how many attempts failed."""
+
+    acked: dict[str, bytes]
+    failures: int
+
+
 class World:
     def __init__(self, api: ApiClient, kubelet: Kubelet, addressing: Addressing) -> None:
         self.api = api
@@ -119,9 +126,35 @@ class World:
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.client_urls = [addressing.client_url(NAME, NS, k) for k in range(10)]
 
-    def raftkv(self) -> dict[str, Any]:
-        obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME)
+    def create_raftkv(self, replicas: int = 3, name: str = NAME, **spec: Any) -> None:
+        """Create a RaftKV (``kv`` unless named) with fast Raft timing (50 ms ticks)
+        and ``spec``."""
+        body = {
+            "replicas": replicas,
+            "raft": {"tickMs": 50, "electionTicks": 10, "heartbeatTicks": 1},
+            **spec,
+        }
+        self.custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            NS,
+            PLURAL,
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "RaftKV",
+                "metadata": {"name": name},
+                "spec": body,
+            },
+        )
+
+    def raftkv(self, name: str = NAME) -> dict[str, Any]:
+        obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
         return cast("dict[str, Any]", obj)  # the client types custom objects as object
+
+    def conditions(self, name: str = NAME) -> dict[str, dict[str, Any]]:
+        """The RaftKV's status conditions by type."""
+        status = self.raftkv(name).get("status") or {}
+        return {c["type"]: c for c in status.get("conditions") or []}
 
     def scale(self, replicas: int) -> None:
         log.info("scaling to %d", replicas)
@@ -133,13 +166,28 @@ class World:
         status = self.raftkv().get("status") or {}
         return {m["ordinal"]: m["id"] for m in status.get("memberIDs") or []}
 
+    def _client(self, timeout: float = 2, retries: int = 1) -> Client:
+        return Client(self.client_urls, timeout=timeout, retries=retries)
+
     def members(self) -> list[Any]:
-        with Client(self.client_urls, timeout=2, retries=1) as client:
+        with self._client() as client:
             return client.members()
 
     def leader(self) -> int:
-        with Client(self.client_urls, timeout=2, retries=1) as client:
+        with self._client() as client:
             return client.status().leader
+
+    def assert_kept(self, writer: Acked, prefix: str = "k") -> None:
+        """Every write the writer saw acknowledged is readable now, with its value."""
+        assert len(writer.acked) > 50, (len(writer.acked), writer.failures)
+        stored: dict[str, bytes] = {}
+        with self._client(timeout=5, retries=2) as client:
+            after: str | None = None
+            while page := client.list(prefix, limit=10_000, start_after=after):
+                stored.update((kv.key, kv.value) for kv in page)
+                after = page[-1].key
+        lost = {k for k, v in writer.acked.items() if stored.get(k) != v}
+        assert not lost, f"{len(lost)} acknowledged writes missing, e.g. {sorted(lost)[:5]}"
 
     def in_sync(self, replicas: int) -> dict[str, Any] | None:
         self.why = "status"
@@ -230,21 +278,7 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 def test_scale_kill_wipe_under_writes(world: World) -> None:
     started = time.monotonic()
-    world.custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        NS,
-        PLURAL,
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "RaftKV",
-            "metadata": {"name": NAME},
-            "spec": {
-                "replicas": 1,
-                "raft": {"tickMs": 50, "electionTicks": 10, "heartbeatTicks": 1},
-            },
-        },
-    )
+    world.create_raftkv(replicas=1)
     world.wait_in_sync(1)
     with Writer(world.client_urls) as writer:
         world.scale(3)
@@ -302,11 +336,7 @@ def test_scale_kill_wipe_under_writes(world: World) -> None:
         status = world.wait_in_sync(3)
         time.sleep(0.5)  # a few more writes against the final configuration
 
-    assert len(writer.acked) > 50, (len(writer.acked), writer.failures)
-    with Client(world.client_urls, timeout=5, retries=2) as client:
-        stored = {kv.key: kv.value for kv in client.list("k", limit=10_000)}
-    lost = {k for k, v in writer.acked.items() if stored.get(k) != v}
-    assert not lost, f"{len(lost)} acknowledged writes missing, e.g. {sorted(lost)[:5]}"
+    world.assert_kept(writer)
 
     # The Raft configuration is exactly the members of the pods that exist.
     pods = sorted(str(p.metadata.name) for p in world.core.list_namespaced_pod(NS).items)

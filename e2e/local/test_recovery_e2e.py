@@ -30,21 +30,7 @@ __all__ = ["world"]  # the fixture, shared with test_operator_e2e
 
 
 def test_forced_recovery_after_losing_two_of_three(world: World) -> None:
-    world.custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        NS,
-        PLURAL,
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "RaftKV",
-            "metadata": {"name": NAME},
-            "spec": {
-                "replicas": 3,
-                "raft": {"tickMs": 50, "electionTicks": 10, "heartbeatTicks": 1},
-            },
-        },
-    )
+    world.create_raftkv()
     world.wait_in_sync(3)
     with Writer(world.client_urls) as writer:
         wait_for("some writes", lambda: len(writer.acked) >= 50, timeout=STEP_TIMEOUT)

@@ -29,7 +29,7 @@ import pytest
 from cryptography import x509
 from test_operator_e2e import NAME, STEP_TIMEOUT, TRANSIENT, World, world
 
-from raftkv.client import Client, Member, RaftKVError
+from raftkv.client import Client, RaftKVError
 from raftkv.tls import client_ssl_context
 from raftkv_operator import tls
 from raftkv_operator.naming import GROUP, PLURAL, VERSION
@@ -48,35 +48,12 @@ class TLSWorld(World):
         self.client_urls = ["https://" + u.split("://", 1)[1] for u in base.client_urls]
         self.verify = client_ssl_context(ca_file)
 
-    def _client(self) -> Client:
-        return Client(self.client_urls, timeout=2, retries=1, verify=self.verify)
-
-    def members(self) -> list[Member]:
-        with self._client() as client:
-            return client.members()
-
-    def leader(self) -> int:
-        with self._client() as client:
-            return client.status().leader
+    def _client(self, timeout: float = 2, retries: int = 1) -> Client:
+        return Client(self.client_urls, timeout=timeout, retries=retries, verify=self.verify)
 
 
 def test_tls_from_the_start(world: World, tmp_path: Path) -> None:
-    world.custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        NS,
-        PLURAL,
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "RaftKV",
-            "metadata": {"name": NAME},
-            "spec": {
-                "replicas": 3,
-                "raft": {"tickMs": 50, "electionTicks": 10, "heartbeatTicks": 1},
-                "tls": {},
-            },
-        },
-    )
+    world.create_raftkv(tls={})
 
     def ca_secret() -> Any:
         return world.core.read_namespaced_secret(tls.ca_secret(NAME), NS)
@@ -181,22 +158,7 @@ def test_tls_turned_on_later_under_writes(world: World, tmp_path: Path) -> None:
     """A plain RaftKV gets ``spec.tls`` while a writer keeps writing: the operator runs
     the three rolls (every member process restarted three times, never two down at
     once), the members end on TLS only, and every acknowledged write is there."""
-    world.custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        NS,
-        PLURAL,
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "RaftKV",
-            "metadata": {"name": NAME},
-            "spec": {
-                "replicas": 3,
-                "raft": {"tickMs": 50, "electionTicks": 10, "heartbeatTicks": 1},
-                "upgrade": {"stabilizationSeconds": 1, "timeoutSeconds": 90},
-            },
-        },
-    )
+    world.create_raftkv(upgrade={"stabilizationSeconds": 1, "timeoutSeconds": 90})
     world.wait_in_sync(3)
     pods = ("kv-0", "kv-1", "kv-2")
     pids: dict[str, set[int | None]] = {pod: {world.kubelet.pid(pod)} for pod in pods}
@@ -259,12 +221,4 @@ def test_tls_turned_on_later_under_writes(world: World, tmp_path: Path) -> None:
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://{url}/readyz", timeout=2)
 
-    assert len(writer.acked) > 50, (len(writer.acked), writer.failures)
-    with Client(secured.client_urls, timeout=5, retries=2, verify=secured.verify) as client:
-        stored: dict[str, bytes] = {}
-        after: str | None = None
-        while page := client.list("k", limit=10_000, start_after=after):
-            stored.update((kv.key, kv.value) for kv in page)
-            after = page[-1].key
-    lost = {k for k, v in writer.acked.items() if stored.get(k) != v}
-    assert not lost, f"{len(lost)} acknowledged writes missing, e.g. {sorted(lost)[:5]}"
+    secured.assert_kept(writer)
