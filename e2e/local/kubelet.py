@@ -386,15 +386,8 @@ class Kubelet:
                 "phase": "Running" if proc.popen.poll() is None else "Pending",
                 "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
             }
-            try:
-                self.core.patch_namespaced_pod_status(
-                    pod_name, self.namespace, {"status": status}, _content_type=MERGE
-                )
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                continue
-            self._ready[pod_name] = ready
+            if self._patch_pod_status(pod_name, status):
+                self._ready[pod_name] = ready
 
     def _report_unpullable(self) -> None:
         """Pods of a broken image: Pending, not Ready, the container waiting in
@@ -421,16 +414,22 @@ class Kubelet:
                     }
                 ],
             }
-            try:
-                self.core.patch_namespaced_pod_status(
-                    pod_name, self.namespace, {"status": status}, _content_type=MERGE
-                )
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+            if self._patch_pod_status(pod_name, status):
+                self._ready[pod_name] = False
+            else:
                 self._unpullable.pop(pod_name, None)
-                continue
-            self._ready[pod_name] = False
+
+    def _patch_pod_status(self, pod_name: str, status: JSON) -> bool:
+        """Write a pod's status; False when the pod is gone meanwhile."""
+        try:
+            self.core.patch_namespaced_pod_status(
+                pod_name, self.namespace, {"status": status}, _content_type=MERGE
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return False
+        return True
 
     # ------------------------------------------------------------------ processes
 

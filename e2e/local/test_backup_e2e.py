@@ -36,7 +36,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from kubernetes.client import ApiException
@@ -94,45 +94,6 @@ def setup_s3(world: World, s3: MotoS3) -> None:
     )
 
 
-def member_pods(world: World, name: str) -> list[Any]:
-    selector = ",".join(f"{k}={v}" for k, v in sorted(n.selector_labels(name).items()))
-    return cast("list[Any]", world.core.list_namespaced_pod(NS, label_selector=selector).items)
-
-
-def in_sync(world: World, name: str, replicas: int) -> dict[str, Any] | None:
-    """Like ``World.in_sync`` for any RaftKV name, counting only its member pods (the
-    backup Jobs' pods live in the same namespace)."""
-    obj = world.raftkv(name)
-    status = obj.get("status") or {}
-    conds = {c["type"]: c for c in status.get("conditions") or []}
-    if not (
-        status.get("observedGeneration") == obj["metadata"]["generation"]
-        and conds.get("Progressing", {}).get("reason") == "InSync"
-        and conds.get("Available", {}).get("status") == "True"
-        and status.get("readyReplicas") == replicas
-        and len(status.get("memberIDs") or []) == replicas
-        and not status.get("inFlight")
-    ):
-        return None
-    members = world.members()
-    if len(members) != replicas or any(m.learner for m in members):
-        return None
-    if len(member_pods(world, name)) != replicas:
-        return None
-    return status
-
-
-def wait_in_sync(world: World, name: str, replicas: int) -> dict[str, Any]:
-    """A new RaftKV grows one member at a time: two scale steps to 3 members."""
-    return wait_for(
-        f"{name}: {replicas} members in sync",
-        lambda: in_sync(world, name, replicas),
-        timeout=2 * STEP_TIMEOUT,
-        interval=0.2,
-        ignore=TRANSIENT,
-    )
-
-
 def dump(world: World) -> dict[str, tuple[bytes, int]]:
     """Every key of the cluster the client URLs reach: value and revision."""
     out: dict[str, tuple[bytes, int]] = {}
@@ -182,6 +143,14 @@ def put_object(s3: MotoS3, key: str) -> None:
         client.close()
 
 
+def restore_from(url: str, s3: MotoS3) -> dict[str, Any]:
+    """``spec.restore`` of the object at ``url`` in the loopback S3."""
+    return {
+        "from": url,
+        "s3": {"endpoint": s3.url, "region": REGION, "credentialsSecret": CREDENTIALS},
+    }
+
+
 def gone(world: World, name: str) -> bool:
     """The RaftKV, its member processes and pods, its claims and its backup Jobs are
     all gone."""
@@ -193,7 +162,7 @@ def gone(world: World, name: str) -> bool:
             raise
     if any(p.rsplit("-", 1)[0] == name for p in list(world.kubelet.procs)):
         return False
-    if member_pods(world, name):
+    if world.member_pods(name):
         return False
     selector = ",".join(f"{k}={v}" for k, v in sorted(n.selector_labels(name).items()))
     if world.core.list_namespaced_persistent_volume_claim(NS, label_selector=selector).items:
@@ -213,7 +182,7 @@ def test_scheduled_backup_then_restore(world: World, s3: MotoS3) -> None:
     }
     schedule = {"schedule": "* * * * *", "retention": 2, "s3": s3_spec}
     world.create_raftkv(name=SOURCE, backup={**schedule, "suspend": True})
-    source_status = wait_in_sync(world, SOURCE, 3)
+    source_status = world.wait_in_sync(3, SOURCE, timeout=2 * STEP_TIMEOUT)
 
     # -- 1. the data set, then the scheduled backup --------------------------------
     expected = write_data_set(world)
@@ -304,14 +273,8 @@ def test_scheduled_backup_then_restore(world: World, s3: MotoS3) -> None:
         interval=0.2,
         ignore=TRANSIENT,
     )
-    world.create_raftkv(
-        name=RESTORED,
-        restore={
-            "from": url,
-            "s3": {"endpoint": s3.url, "region": REGION, "credentialsSecret": CREDENTIALS},
-        },
-    )
-    status = wait_in_sync(world, RESTORED, 3)
+    world.create_raftkv(name=RESTORED, restore=restore_from(url, s3))
+    status = world.wait_in_sync(3, RESTORED, timeout=2 * STEP_TIMEOUT)
     restored = wait_for(
         "Restored=True",
         lambda: (c := world.conditions(RESTORED).get("Restored")) and c["status"] == "True" and c,
@@ -322,9 +285,9 @@ def test_scheduled_backup_then_restore(world: World, s3: MotoS3) -> None:
     assert url in restored["message"], restored
     assert status["clusterID"] != source_status["clusterID"], (status, source_status)
     assert dump(world) == backed_up
-    pods = sorted(str(p.metadata.name) for p in member_pods(world, RESTORED))
+    pods = sorted(str(p.metadata.name) for p in world.member_pods(RESTORED))
     assert pods == [f"{RESTORED}-0", f"{RESTORED}-1", f"{RESTORED}-2"]
-    init = member_pods(world, RESTORED)[0].status.init_container_statuses
+    init = world.member_pods(RESTORED)[0].status.init_container_statuses
     assert init, init
     assert init[0].state.terminated.exit_code == 0, init
     # The restored cluster takes writes.
@@ -338,13 +301,7 @@ def test_scheduled_backup_then_restore(world: World, s3: MotoS3) -> None:
 def test_restore_of_a_missing_object_fails_clearly(world: World, s3: MotoS3) -> None:
     setup_s3(world, s3)
     missing = f"s3://{BUCKET}/{PREFIX}/raftkv-20990101T000000Z-000000000042.snapshot"
-    world.create_raftkv(
-        name=RESTORED,
-        restore={
-            "from": missing,
-            "s3": {"endpoint": s3.url, "region": REGION, "credentialsSecret": CREDENTIALS},
-        },
-    )
+    world.create_raftkv(name=RESTORED, restore=restore_from(missing, s3))
     failed = wait_for(
         "Restored=False/RestoreFailed",
         lambda: (
@@ -360,7 +317,7 @@ def test_restore_of_a_missing_object_fails_clearly(world: World, s3: MotoS3) -> 
     assert "no such object" in failed["message"], failed
 
     def retried() -> Any:
-        (pod,) = member_pods(world, RESTORED)
+        (pod,) = world.member_pods(RESTORED)
         statuses = pod.status.init_container_statuses or []
         return statuses and statuses[0].restart_count >= 2 and statuses[0]
 
@@ -369,7 +326,7 @@ def test_restore_of_a_missing_object_fails_clearly(world: World, s3: MotoS3) -> 
         "the restore to be retried", retried, timeout=STEP_TIMEOUT, interval=0.5, ignore=TRANSIENT
     )
     assert init.last_state.terminated.exit_code != 0, init
-    assert [p.metadata.name for p in member_pods(world, RESTORED)] == [f"{RESTORED}-0"]
+    assert [p.metadata.name for p in world.member_pods(RESTORED)] == [f"{RESTORED}-0"]
     assert world.kubelet.procs == {}
     obj = world.raftkv(RESTORED)
     assert len((obj.get("status") or {}).get("memberIDs") or []) <= 1, obj.get("status")

@@ -32,7 +32,7 @@ from kubernetes.client import ApiClient, ApiException
 
 from raftkv.client import Client, RaftKVError
 from raftkv_operator.model import PlannerConfig
-from raftkv_operator.naming import GROUP, PLURAL, VERSION, Addressing
+from raftkv_operator.naming import GROUP, PLURAL, VERSION, Addressing, selector_labels
 from raftkv_operator.reconcile import OperatorConfig
 from support.operator_harness import NS, OperatorThread, start_emulator
 from support.wait import wait_for
@@ -189,9 +189,15 @@ class World:
         lost = {k for k, v in writer.acked.items() if stored.get(k) != v}
         assert not lost, f"{len(lost)} acknowledged writes missing, e.g. {sorted(lost)[:5]}"
 
-    def in_sync(self, replicas: int) -> dict[str, Any] | None:
+    def member_pods(self, name: str = NAME) -> list[Any]:
+        """The RaftKV's member pods (backup Jobs' pods share the namespace)."""
+        labels = sorted(selector_labels(name).items())
+        selector = ",".join(f"{k}={v}" for k, v in labels)
+        return cast("list[Any]", self.core.list_namespaced_pod(NS, label_selector=selector).items)
+
+    def in_sync(self, replicas: int, name: str = NAME) -> dict[str, Any] | None:
         self.why = "status"
-        obj = self.raftkv()
+        obj = self.raftkv(name)
         status = obj.get("status") or {}
         conds = {c["type"]: c for c in status.get("conditions") or []}
         if not (
@@ -209,23 +215,24 @@ class World:
         if len(members) != replicas or any(m.learner for m in members):
             return None
         self.why = "pods"
-        pods = self.core.list_namespaced_pod(NS).items
-        if len(pods) != replicas:
+        if len(self.member_pods(name)) != replicas:
             return None
         return status
 
-    def wait_in_sync(self, replicas: int) -> dict[str, Any]:
+    def wait_in_sync(
+        self, replicas: int, name: str = NAME, timeout: float = STEP_TIMEOUT
+    ) -> dict[str, Any]:
         started = time.monotonic()
         try:
             status = wait_for(
-                f"{replicas} members in sync",
-                lambda: self.in_sync(replicas),
-                timeout=STEP_TIMEOUT,
+                f"{name}: {replicas} members in sync",
+                lambda: self.in_sync(replicas, name),
+                timeout=timeout,
                 interval=0.1,
                 ignore=TRANSIENT,
             )
         except AssertionError as exc:
-            stuck = self.raftkv().get("status")
+            stuck = self.raftkv(name).get("status")
             raise AssertionError(f"{exc}; stuck at {self.why}: {stuck}") from None
         log.info("in sync at %d after %.1fs", replicas, time.monotonic() - started)
         return status
