@@ -17,27 +17,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
 import pytest
 from raftkv_e2e import state
 from raftkv_e2e.cluster import Scenario
-from raftkv_e2e.config import CRD_NAME, MEMBER_REVISION_LABEL
+from raftkv_e2e.config import CRD_NAME, MEMBER_REVISION_LABEL, step_timeout
 from raftkv_e2e.metrics import MemberMetrics, check_members
 from raftkv_e2e.printer import COLUMNS, RaftKVRow
 from raftkv_e2e.wait import NotYet, wait_for
 
 from raftkv.client import Client, ListPage, PreconditionFailed
 
-
-def _test_timeout() -> float:
-    try:
-        return float(os.environ.get("RAFTKV_E2E_TEST_TIMEOUT") or 3600)
-    except ValueError:
-        return 3600.0
-
-
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(_test_timeout())]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(step_timeout())]
 log = logging.getLogger("e2e")
 
 #: Fewer acknowledged background writes than this means the writer hardly ran, and the

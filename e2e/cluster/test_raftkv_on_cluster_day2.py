@@ -32,29 +32,20 @@ import functools
 import itertools
 import json
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from raftkv_e2e import day2, state
 from raftkv_e2e.cluster import RKV, Scenario
-from raftkv_e2e.config import CRD_NAME, MEMBER_REVISION_LABEL
+from raftkv_e2e.config import CRD_NAME, MEMBER_REVISION_LABEL, step_timeout
 from raftkv_e2e.portforward import ForwardTLS, PortForward, served_certificate, tls_context
 from raftkv_e2e.wait import NotYet, wait_for
 from raftkv_e2e.workload import forwarded_client
 
 from raftkv.client import StatusInfo as MemberStatus
 
-
-def _test_timeout() -> float:
-    try:
-        return float(os.environ.get("RAFTKV_E2E_TEST_TIMEOUT") or 3600)
-    except ValueError:
-        return 3600.0
-
-
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(_test_timeout())]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(step_timeout())]
 log = logging.getLogger("e2e.day2")
 
 JSON = dict[str, Any]

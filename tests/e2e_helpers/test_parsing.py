@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from prometheus_client import generate_latest
-from raftkv_e2e.config import ConfigError, E2EConfig, split_image
+from raftkv_e2e.config import ConfigError, E2EConfig, split_image, step_timeout
 from raftkv_e2e.metrics import check_members, missing_families, parse_metrics
 from raftkv_e2e.printer import RaftKVRow, parse_table, raftkv_rows
 
@@ -205,3 +205,9 @@ def test_check_members_finds_what_is_wrong() -> None:
     assert any("kv-2: 1 learners" in p for p in problems)
     bare = parse_metrics("# TYPE raftkv_term gauge\nraftkv_term 1\n")
     assert "raftkv_is_leader" in missing_families(bare)
+
+
+def test_step_timeout_from_the_environment() -> None:
+    assert step_timeout({}) == 3600.0
+    assert step_timeout({"RAFTKV_E2E_TEST_TIMEOUT": "90"}) == 90.0
+    assert step_timeout({"RAFTKV_E2E_TEST_TIMEOUT": "an hour"}) == 3600.0

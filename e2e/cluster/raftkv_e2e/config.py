@@ -82,6 +82,15 @@ class S3Target:
         )
 
 
+def step_timeout(env: Mapping[str, str] = os.environ) -> float:
+    """RAFTKV_E2E_TEST_TIMEOUT: seconds one step of a story may take in all (pytest's
+    timeout mark, read at import), 3600 unless set to a number."""
+    try:
+        return float(env.get("RAFTKV_E2E_TEST_TIMEOUT") or 3600)
+    except ValueError:
+        return 3600.0
+
+
 def broken_image_for(image: str) -> str:
     """The image under test with a tag that does not exist: same registry and
     repository (so the pull really is attempted and fails), never pullable."""
@@ -129,7 +138,7 @@ class E2EConfig:
     timeout: float
     startup_timeout: float
     connect_timeout: float
-    test_timeout: float
+    step_timeout: float
     write_rate: float
     storage_class: str | None
     operator_namespace: str
@@ -175,7 +184,7 @@ class E2EConfig:
             timeout=_positive(env, "RAFTKV_E2E_TIMEOUT", 600),
             startup_timeout=_positive(env, "RAFTKV_E2E_STARTUP_TIMEOUT", 900),
             connect_timeout=_positive(env, "RAFTKV_E2E_CONNECT_TIMEOUT", 5),
-            test_timeout=_positive(env, "RAFTKV_E2E_TEST_TIMEOUT", 3600),
+            step_timeout=_positive(env, "RAFTKV_E2E_TEST_TIMEOUT", 3600),
             write_rate=_positive(env, "RAFTKV_E2E_WRITE_RATE", 10),
             storage_class=env.get("RAFTKV_E2E_STORAGE_CLASS") or None,
             operator_namespace=env.get("RAFTKV_E2E_OPERATOR_NAMESPACE") or OPERATOR_NAMESPACE,
